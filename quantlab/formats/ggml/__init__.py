@@ -16,3 +16,18 @@ from . import ternary  # noqa: F401,E402
 from . import mxfp4  # noqa: F401,E402
 
 __all__ = ["GGMLFormat"]
+
+
+def by_type(t) -> GGMLFormat:
+    """The registered ggml format for a ggml type id (int) or name ("Q4_K", "q4_k", "F32")."""
+    from ...errors import FormatError
+    from ..base import _REGISTRY
+    for f in _REGISTRY.values():
+        if isinstance(f, GGMLFormat) and (f.ggml_type == t or
+                                          (isinstance(t, str) and f.ggml_name.lower() == t.lower())):
+            return f
+    known = sorted(f.ggml_name for f in _REGISTRY.values() if isinstance(f, GGMLFormat))
+    raise FormatError(f"ggml type {t!r} is not supported; supported: {', '.join(known)}")
+
+
+__all__ += ["by_type"]

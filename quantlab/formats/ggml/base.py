@@ -28,6 +28,8 @@ class GGMLFormat(Format):
     ggml_name: str = ""          # ggml's spelling, e.g. "Q4_K"
     type_size: int = 0           # bytes per block
     options = {"imatrix": None}
+    layout: tuple[tuple[str, int, str], ...] = ()
+    """The block as the sum of its parts: ``(field, bytes, meaning)``; sizes sum to ``type_size``."""
 
     def bits_per_weight(self, **opts) -> float:
         return 8.0 * self.type_size / self.block_size
@@ -77,6 +79,15 @@ class GGMLFormat(Format):
     @abstractmethod
     def quantize_rows(self, x: np.ndarray, imatrix: np.ndarray | None) -> np.ndarray:
         """(rows, n) float32 [+ (n,) importance] -> (rows, row_bytes) uint8, ggml's bytes."""
+
+    @abstractmethod
+    def block_fields(self, block: np.ndarray) -> dict[str, np.ndarray]:
+        """Decode the fields of ONE block (``type_size`` bytes) into named values.
+
+        Keys follow :attr:`layout` (e.g. ``d``, ``dmin``, ``scales``, ``mins``, ``qh``, ``qs``)
+        plus decoded extras (``q``: the integer level of every element).  The block
+        inspector (:func:`quantlab.inspect`) shows these beside the raw bytes.
+        """
 
     @abstractmethod
     def dequantize_blocks(self, blocks: np.ndarray) -> np.ndarray:

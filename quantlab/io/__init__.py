@@ -1,0 +1,1 @@
+"""Files: GGUF (read memory-mapped, write atomically), safetensors, importance matrices."""
