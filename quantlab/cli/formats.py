@@ -1,14 +1,14 @@
 """``quantlab formats``: the table of every registered format, or one format's description."""
 from __future__ import annotations
 
-from .. import formats as fmts
+from ..formats import describe, formats, get
 
 
 def rows() -> list[dict]:
     """The table as plain records (tests check these, the CLI prints them)."""
     out = []
-    for name in fmts.formats():
-        f = fmts.get(name)
+    for name in formats():
+        f = get(name)
         out.append({"name": name, "family": f.family, "bits_per_weight": f.bits_per_weight(),
                     "block_size": f.block_size, "exact_against": f.oracle or "-",
                     "description": f.summary})
@@ -28,7 +28,7 @@ def print_table(records: list[dict], columns: list[tuple[str, str, str]]) -> Non
 
 def run(args) -> int:
     if args.describe:
-        print(fmts.describe(args.describe))
+        print(describe(args.describe))
         return 0
     print_table(rows(), [("name", "name", ""), ("family", "family", ""),
                          ("bits_per_weight", "bits/weight", ".4g"), ("block_size", "block", "d"),
