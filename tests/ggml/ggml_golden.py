@@ -1,0 +1,92 @@
+"""ggml golden cases for the tests in ``tests/ggml`` (data: ``../shared/golden/ggml``, see its README).
+
+Every ``<TYPE>.npz`` holds, per input set and mode, the bytes ``ggml_quantize_chunk`` wrote and the
+floats ggml's ``to_float`` gave back for them::
+
+    from ggml_golden import golden_params, assert_bytes_equal, assert_floats_identical
+
+    @pytest.mark.parametrize("case", golden_params("Q4_0"))
+    def test_q4_0(case):
+        qt = ql.quantize(case.x, "q4_0", imatrix=case.imatrix)
+        assert_bytes_equal(qt.data, case.q, 18, case.id)
+
+This module is deliberately *not* a ``conftest.py``: test folders import the shared helpers with
+``from conftest import ...``, and a second ``conftest`` module would shadow the root one in
+``sys.modules`` for every folder collected after this one.  The root helpers are re-exported here,
+loaded by path, so ggml tests have one import line.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import pytest
+
+
+def _root_conftest():
+    """tests/conftest.py as a module of its own name (independent of pytest's conftest juggling)."""
+    name = "_quantlab_tests_root_conftest"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "conftest.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+_root = _root_conftest()
+golden = _root.golden
+assert_bytes_equal = _root.assert_bytes_equal
+assert_floats_identical = _root.assert_floats_identical
+
+SETS = ("normal", "heavy", "edge", "real_ffn_down", "real_embd")
+MODES = ("none", "imatrix")
+
+
+class GoldenCase(NamedTuple):
+    """One ggml reference result: input rows, importance (None for mode "none"), bytes, floats."""
+    type_name: str          # ggml spelling, e.g. "Q4_0"
+    set: str                # input set (see SETS)
+    mode: str               # "none" (no imatrix: ggml's _ref path) or "imatrix"
+    x: np.ndarray           # (rows, n) float32 input
+    imatrix: np.ndarray | None  # (n,) float32 importance, or None
+    q: np.ndarray           # (rows, row_bytes) uint8: what ggml_quantize_chunk wrote
+    deq: np.ndarray         # (rows, n) float32: ggml's to_float of q
+
+    @property
+    def id(self) -> str:
+        return f"{self.type_name}/{self.set}/{self.mode}"
+
+
+@lru_cache(maxsize=None)
+def _npz(name: str) -> dict[str, np.ndarray]:
+    with np.load(golden(f"ggml/{name}.npz")) as z:
+        return {k: z[k] for k in z.files}
+
+
+def golden_inputs() -> dict[str, np.ndarray]:
+    """``inputs.npz``: ``x/<set>`` (rows, n) float32 and ``imatrix/<set>`` (n,) float32."""
+    return _npz("inputs")
+
+
+def golden_cases(type_name: str) -> Iterator[GoldenCase]:
+    """Every (set, mode) case stored for ggml type ``type_name`` ("Q4_0", "IQ4_XS", "F16", ...)."""
+    ref = _npz(type_name)
+    inputs = golden_inputs()
+    for s in SETS:
+        for mode in MODES:
+            key = f"{s}/{mode}"
+            if f"q/{key}" not in ref:
+                continue            # row length not a multiple of the block, or no imatrix run
+            yield GoldenCase(type_name, s, mode, inputs[f"x/{s}"],
+                             inputs[f"imatrix/{s}"] if mode == "imatrix" else None,
+                             ref[f"q/{key}"], ref[f"deq/{key}"])
+
+
+def golden_params(type_name: str) -> list:
+    """``golden_cases`` as ``pytest.param``s with readable ids, for ``@pytest.mark.parametrize``."""
+    return [pytest.param(c, id=c.id) for c in golden_cases(type_name)]
