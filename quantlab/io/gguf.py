@@ -1,7 +1,8 @@
-"""Read GGUF files memory-mapped (spec ``ggml-quants.md`` §9), through the ``gguf`` package.
+"""Read GGUF files memory-mapped (spec ``ggml-quants.md`` §9).
 
     g = GGUFFile(path)
     g.metadata["llama.block_count"]      # plain Python values (str, int, float, bool, list)
+    g.kv["llama.block_count"]            # GGUFValue: the same value with its stored GGUF type
     t = g.tensors["blk.0.attn_q.weight"] # TensorInfo: name, type_name, ggml_type, shape, data
     g.qtensor(t.name)                    # a QTensor over the file's bytes (no copy)
     g.dequantize(t.name)                 # float32, through quantlab's own format classes
@@ -9,10 +10,27 @@
 Shapes are NumPy order: a GGUF tensor with ``ne = [cols, rows]`` has ``shape == (rows, cols)``;
 the last axis is the contiguous row that ggml blocks run along.  Nothing is read into RAM
 until a tensor's bytes are touched.
+
+The file layout (little-endian, version 3; version 2 is identical)::
+
+    "GGUF" | u32 version | i64 n_tensors | i64 n_kv
+    n_kv      × ( string key | i32 value type | value )
+    n_tensors × ( string name | u32 n_dims | n_dims × i64 ne | i32 ggml type | u64 offset )
+    zero padding to general.alignment (default 32)
+    tensor data, each tensor at data_start + offset
+    string = u64 byte length + UTF-8 bytes;  array = i32 item type + u64 count + items
+
+quantlab parses the header itself (the ``gguf`` package is the test oracle) because a parser
+of untrusted bytes must check every length against the file before using it: a corrupt or
+truncated file raises :class:`~quantlab.GGUFError` naming the file, the byte offset and the
+key or tensor being read — never a NumPy traceback, a hang or a huge allocation.  Types are
+kept (:attr:`GGUFFile.kv`) so a writer can copy metadata exactly.
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +38,79 @@ import numpy as np
 
 from ..errors import GGUFError
 
-__all__ = ["GGUFFile", "TensorInfo"]
+__all__ = ["GGUFFile", "TensorInfo", "GGUFValue", "ValueType", "GGML_TYPES", "ggml_type_id",
+           "tensor_nbytes", "GGUF_MAGIC", "DEFAULT_ALIGNMENT", "MAX_DIMS", "MAX_NAME"]
+
+GGUF_MAGIC = b"GGUF"
+DEFAULT_ALIGNMENT = 32
+MAX_DIMS = 4          # GGML_MAX_DIMS
+MAX_NAME = 64         # GGML_MAX_NAME: tensor names are shorter than this (NUL included in C)
+
+
+class ValueType(IntEnum):
+    """GGUF metadata value types (``enum gguf_type``)."""
+    UINT8 = 0
+    INT8 = 1
+    UINT16 = 2
+    INT16 = 3
+    UINT32 = 4
+    INT32 = 5
+    FLOAT32 = 6
+    BOOL = 7
+    STRING = 8
+    ARRAY = 9
+    UINT64 = 10
+    INT64 = 11
+    FLOAT64 = 12
+
+
+# little-endian NumPy dtype of every fixed-size value type
+SCALAR_DTYPES: dict[ValueType, np.dtype] = {
+    ValueType.UINT8: np.dtype("<u1"), ValueType.INT8: np.dtype("<i1"),
+    ValueType.UINT16: np.dtype("<u2"), ValueType.INT16: np.dtype("<i2"),
+    ValueType.UINT32: np.dtype("<u4"), ValueType.INT32: np.dtype("<i4"),
+    ValueType.FLOAT32: np.dtype("<f4"), ValueType.BOOL: np.dtype("<u1"),
+    ValueType.UINT64: np.dtype("<u8"), ValueType.INT64: np.dtype("<i8"),
+    ValueType.FLOAT64: np.dtype("<f8"),
+}
+
+
+@dataclass(frozen=True)
+class GGUFValue:
+    """One metadata value with its GGUF type (``item_type`` for arrays)."""
+    type: ValueType
+    value: Any                      # str, int, float, bool, or a list of those
+    item_type: ValueType | None = None
+
+
+def _ggml_types() -> dict[int, tuple[str, int, int]]:
+    """ggml type id -> (name, block size, bytes per block), from the ``gguf`` package's table."""
+    from gguf.constants import GGML_QUANT_SIZES
+    return {int(t): (t.name, bs, ts) for t, (bs, ts) in GGML_QUANT_SIZES.items()}
+
+
+GGML_TYPES: dict[int, tuple[str, int, int]] = _ggml_types()
+_ID_BY_NAME = {name: i for i, (name, _, _) in GGML_TYPES.items()}
+
+
+def ggml_type_id(name: str | int) -> int:
+    """The ggml type id of a type name ("Q4_K", case-insensitive) or id."""
+    if isinstance(name, (int, np.integer)) and int(name) in GGML_TYPES:
+        return int(name)
+    if isinstance(name, str) and name.upper() in _ID_BY_NAME:
+        return _ID_BY_NAME[name.upper()]
+    raise GGUFError(f"unknown ggml type {name!r}; known: {', '.join(sorted(_ID_BY_NAME))}")
+
+
+def tensor_nbytes(type_name: str | int, shape) -> int:
+    """Bytes of a tensor: ``rows · (ne0 / block) · type_size``; ``ne0`` must fill whole blocks."""
+    tname, block, tsize = GGML_TYPES[ggml_type_id(type_name)]
+    shape = tuple(int(s) for s in shape)
+    ne0 = shape[-1] if shape else 1
+    if ne0 % block:
+        raise GGUFError(f"{tname}: row length {ne0} is not a multiple of the block size {block}")
+    rows = int(np.prod(shape[:-1], dtype=object)) if len(shape) > 1 else 1
+    return rows * (ne0 // block) * tsize
 
 
 @dataclass(frozen=True)
@@ -30,6 +120,7 @@ class TensorInfo:
     type_name: str            # ggml's spelling, e.g. "Q4_1"
     shape: tuple[int, ...]    # NumPy order (last axis = GGUF ne[0], the row)
     data: np.ndarray          # uint8 view into the memory-mapped file
+    offset: int = -1          # absolute byte offset of the data in the file
 
     @property
     def n_elements(self) -> int:
@@ -44,37 +135,167 @@ class TensorInfo:
         return 8.0 * self.nbytes / self.n_elements
 
 
-def _field_value(field) -> Any:
-    value = field.contents()
-    return value.item() if isinstance(value, np.generic) else value
+class _Truncated(Exception):
+    """Internal: a read ran past the end of the file."""
+
+
+class _Cursor:
+    """Reads little-endian fields from a buffer, checking every length against its end."""
+
+    def __init__(self, buf, size: int):
+        self.buf, self.size, self.pos = buf, size, 0
+
+    def take(self, n: int) -> int:
+        """Reserve ``n`` bytes; return their start offset."""
+        if n < 0 or self.pos + n > self.size:
+            raise _Truncated(f"needs {n} bytes at offset {self.pos}, file has {self.size}")
+        start, self.pos = self.pos, self.pos + n
+        return start
+
+    def scalar(self, fmt: str):
+        return struct.unpack_from("<" + fmt, self.buf, self.take(struct.calcsize(fmt)))[0]
+
+    def string(self, what: str) -> str:
+        n = self.scalar("Q")
+        start = self.take(n)
+        try:
+            return bytes(self.buf[start:start + n]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise GGUFError(f"{what} at offset {start} is not valid UTF-8") from None
+
+
+def _read_value(cur: _Cursor, vtype: int, what: str) -> GGUFValue:
+    """One metadata value of type ``vtype`` (arrays of scalars are read in one go)."""
+    try:
+        vtype = ValueType(vtype)
+    except ValueError:
+        raise GGUFError(f"{what}: unknown value type {vtype} (valid: 0..12)") from None
+    if vtype == ValueType.STRING:
+        return GGUFValue(vtype, cur.string(what))
+    if vtype in SCALAR_DTYPES:
+        value = cur.scalar(SCALAR_DTYPES[vtype].char)
+        return GGUFValue(vtype, bool(value) if vtype == ValueType.BOOL else value)
+    # ARRAY: item type, count, items
+    itype_raw, count = cur.scalar("i"), cur.scalar("Q")
+    try:
+        itype = ValueType(itype_raw)
+    except ValueError:
+        raise GGUFError(f"{what}: array of unknown value type {itype_raw}") from None
+    if itype == ValueType.ARRAY:
+        raise GGUFError(f"{what}: nested arrays are not allowed in GGUF")
+    if itype == ValueType.STRING:
+        # each string needs at least its 8-byte length: bound the count before looping
+        if count > (cur.size - cur.pos) // 8:
+            raise _Truncated(f"array of {count} strings cannot fit in the file")
+        return GGUFValue(vtype, [cur.string(f"{what}[{i}]") for i in range(count)], itype)
+    dt = SCALAR_DTYPES[itype]
+    if count > (cur.size - cur.pos) // dt.itemsize:
+        raise _Truncated(f"array of {count} {itype.name} values cannot fit in the file")
+    start = cur.take(count * dt.itemsize)
+    items = np.frombuffer(cur.buf, dtype=dt, count=count, offset=start)
+    items = items.astype(bool) if itype == ValueType.BOOL else items
+    return GGUFValue(vtype, items.tolist(), itype)
 
 
 class GGUFFile:
     """A GGUF file opened read-only and memory-mapped."""
 
     def __init__(self, path):
-        import gguf
         self.path = Path(path)
         if not self.path.is_file():
             raise GGUFError(f"{self.path}: no such file")
+        size = self.path.stat().st_size
+        if size < 24:
+            raise GGUFError(f"{self.path}: {size} bytes is too short for a GGUF header (24 bytes)")
+        self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
         try:
-            reader = gguf.GGUFReader(self.path, "r")
-        except Exception as exc:  # the gguf package raises ValueError/struct errors/IndexError
-            raise GGUFError(f"{self.path}: not a readable GGUF file ({type(exc).__name__}: {exc})") from None
-        self._reader = reader
-        try:
-            self.metadata: dict[str, Any] = {k: _field_value(f) for k, f in reader.fields.items()
-                                             if not k.startswith("GGUF.")}
-            self.version = int(_field_value(reader.fields["GGUF.version"]))
-        except Exception as exc:
-            raise GGUFError(f"{self.path}: corrupt metadata ({type(exc).__name__}: {exc})") from None
+            self._parse(_Cursor(self._map, size))
+        except _Truncated as exc:
+            raise GGUFError(f"{self.path}: truncated or corrupt ({exc}) while reading "
+                            f"{self._where}") from None
+        except GGUFError as exc:
+            raise GGUFError(f"{self.path}: {exc}") from None
+
+    # -- parsing ------------------------------------------------------------------------
+    _where = "the header"
+
+    def _parse(self, cur: _Cursor) -> None:
+        magic = bytes(self._map[:4])
+        if magic != GGUF_MAGIC:
+            raise GGUFError(f"not a GGUF file (magic {magic!r}, expected {GGUF_MAGIC!r})")
+        cur.take(4)
+        version = cur.scalar("I")
+        if version & 0xFFFF == 0:
+            raise GGUFError(f"version field {version:#x} looks byte-swapped: big-endian GGUF "
+                            "files are not supported")
+        if version not in (2, 3):
+            raise GGUFError(f"GGUF version {version} is not supported (2 and 3 are)")
+        self.version = version
+        n_tensors, n_kv = cur.scalar("q"), cur.scalar("q")
+        # every KV takes >= 13 bytes (8 key length + 4 type + 1 value); every tensor info >= 32
+        left = cur.size - cur.pos
+        if not 0 <= n_kv <= left // 13 or not 0 <= n_tensors <= left // 32:
+            raise GGUFError(f"header claims {n_tensors} tensors and {n_kv} metadata keys, "
+                            f"which cannot fit in {cur.size} bytes")
+
+        self.kv: dict[str, GGUFValue] = {}
+        for i in range(n_kv):
+            self._where = f"metadata key #{i}"
+            key = cur.string(self._where)
+            self._where = f"metadata key #{i} {key!r}"
+            if key in self.kv:
+                raise GGUFError(f"duplicate metadata key {key!r}")
+            self.kv[key] = _read_value(cur, cur.scalar("i"), f"metadata {key!r}")
+        self.metadata: dict[str, Any] = {k: v.value for k, v in self.kv.items()}
+
+        align = self.kv.get("general.alignment")
+        if align is not None and (align.type != ValueType.UINT32 or align.value <= 0
+                                  or align.value & (align.value - 1)):
+            raise GGUFError(f"general.alignment must be a UINT32 power of two, got "
+                            f"{align.type.name} {align.value!r}")
+
+        infos = []
+        for i in range(n_tensors):
+            self._where = f"tensor info #{i}"
+            name = cur.string(self._where)
+            self._where = f"tensor info #{i} {name!r}"
+            n_dims = cur.scalar("I")
+            if not 1 <= n_dims <= MAX_DIMS:
+                raise GGUFError(f"tensor {name!r}: {n_dims} dimensions (1..{MAX_DIMS} allowed)")
+            ne = [cur.scalar("q") for _ in range(n_dims)]
+            type_id, offset = cur.scalar("i"), cur.scalar("Q")
+            infos.append((name, ne, type_id, offset))
+
+        self._where = "the tensor data"
+        data_start = -(-cur.pos // self.alignment) * self.alignment
+        self.data_offset = data_start
         self.tensors: dict[str, TensorInfo] = {}
-        for t in reader.tensors:
-            shape = tuple(int(d) for d in reversed(t.shape.tolist()))
-            raw = np.asarray(t.data)
-            self.tensors[t.name] = TensorInfo(
-                name=t.name, ggml_type=int(t.tensor_type), type_name=t.tensor_type.name,
-                shape=shape, data=raw.reshape(-1).view(np.uint8))
+        for name, ne, type_id, offset in infos:
+            self.tensors[name] = self._tensor(name, ne, type_id, offset, data_start, cur.size)
+
+    def _tensor(self, name, ne, type_id, offset, data_start, size) -> TensorInfo:
+        if name in self.tensors:
+            raise GGUFError(f"duplicate tensor name {name!r}")
+        if type_id not in GGML_TYPES:
+            raise GGUFError(f"tensor {name!r} has unknown ggml type id {type_id}")
+        tname, block, tsize = GGML_TYPES[type_id]
+        if any(d < 0 for d in ne):
+            raise GGUFError(f"tensor {name!r} has a negative dimension {ne}")
+        if ne[0] % block:
+            raise GGUFError(f"tensor {name!r} ({tname}) has row length {ne[0]}, not a multiple "
+                            f"of the block size {block}")
+        if offset % self.alignment:
+            raise GGUFError(f"tensor {name!r} offset {offset} is not a multiple of the "
+                            f"alignment {self.alignment}")
+        nbytes = tensor_nbytes(type_id, tuple(reversed(ne)))
+        start = data_start + offset
+        if start + nbytes > size:
+            raise GGUFError(f"tensor {name!r} ({tname}, ne={ne}) needs bytes {start}..{start + nbytes}"
+                            f" but the file has {size}: truncated")
+        shape = tuple(int(d) for d in reversed(ne))
+        data = np.frombuffer(self._map, dtype=np.uint8, count=nbytes, offset=start)
+        return TensorInfo(name=name, ggml_type=type_id, type_name=tname, shape=shape,
+                          data=data, offset=start)
 
     # -- convenience ---------------------------------------------------------------------
     @property
@@ -83,7 +304,8 @@ class GGUFFile:
 
     @property
     def alignment(self) -> int:
-        return int(self.metadata.get("general.alignment", 32))
+        align = self.kv.get("general.alignment")
+        return int(align.value) if align is not None else DEFAULT_ALIGNMENT
 
     def _info(self, name: str) -> TensorInfo:
         try:
