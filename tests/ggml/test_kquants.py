@@ -239,3 +239,22 @@ def test_fp16_scale_overflow_is_refused(t):
 def test_q8_k_has_no_imatrix_path():
     with pytest.raises(FormatError, match="imatrix"):
         by_type("Q8_K").quantize(np.ones(256, f32), imatrix=np.ones(256, f32))
+
+
+@settings(max_examples=25, deadline=None)
+@given(raw=st.lists(st.integers(0, 2**32 - 1), min_size=256, max_size=256),
+       t=st.sampled_from(ALL), weighted=st.booleans())
+def test_any_finite_bits_quantize_or_refuse_cleanly(raw, t, weighted):
+    """Arbitrary finite float32 bit patterns (subnormals, ±0, huge values): either valid blocks
+    whose decoded values are finite, or quantlab's FormatError for an fp16 scale overflow."""
+    x = np.array(raw, dtype=np.uint32).view(f32).copy()
+    x[~np.isfinite(x)] = f32(0)
+    x = np.where(np.abs(x) > 1e6, x * f32(1e-30), x).astype(f32)   # mostly in fp16-scale range
+    fmt = by_type(t)
+    qw = np.linspace(0, 2, 256, dtype=f32) if weighted and t != "Q8_K" else None
+    try:
+        qt = fmt.quantize(x, imatrix=qw)
+    except FormatError as e:
+        assert "overflow" in str(e)
+        return
+    assert np.isfinite(qt.dequantize()).all()

@@ -45,12 +45,16 @@ GROUP_MAX_EPS = f32(1e-15)     # below this max |x| a group counts as all-zero (
 def _sum(t: np.ndarray) -> np.ndarray:
     """Σ over axis 0 of ``t`` (n, B), in ggml's order: ``acc = 0; acc += t[i]`` (float32).
 
-    ``np.add.accumulate`` is a sequential scan (``out[i] = out[i-1] + t[i]``), one rounding
-    per addition — unlike ``np.sum``, which adds pairwise.  It starts from ``t[0]`` rather
-    than ``+0``; the two differ only when every term is ``-0.0``, which ``+ 0`` repairs.
-    Equal to :func:`quantlab.formats.ggml.numerics.seq_sum` (tested), but one C call.
+    One float32 rounding per addition, left to right — unlike ``np.sum``, which may add
+    pairwise.  Each step adds one contiguous row (element i of every block) in place, so
+    the loop is over the few elements of a block, never over blocks.  Starting from
+    ``t[0] + 0`` rather than ``t[0]`` reproduces C's ``acc = 0`` start exactly (it turns a
+    leading ``-0.0`` into ``+0.0``).  Equal to :func:`.numerics.seq_sum` (tested).
     """
-    return np.add.accumulate(t, axis=0, dtype=f32)[-1] + f32(0)
+    acc = t[0] + f32(0)
+    for i in range(1, t.shape[0]):
+        np.add(acc, t[i], out=acc)
+    return acc
 
 
 def _cols(a, dtype=f32) -> np.ndarray:
