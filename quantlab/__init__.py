@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 from .errors import (FormatError, GGUFError, InputError, KernelError, ModelError,  # noqa: E402
                      QuantlabError, ShapeError)
 from .formats import Format, QTensor, describe, formats, get, quantize  # noqa: E402
+from .formats.ggml.inspect import inspect  # noqa: E402
 from .metrics import cosine, error_report, max_abs_error, rmse, sqnr_db  # noqa: E402
 from .config import config, show_config  # noqa: E402
 
@@ -22,7 +23,7 @@ __all__ = [
     "QuantlabError", "FormatError", "ShapeError", "InputError", "GGUFError", "ModelError",
     "KernelError",
     # formats
-    "Format", "QTensor", "formats", "get", "quantize", "describe",
+    "Format", "QTensor", "formats", "get", "quantize", "describe", "inspect",
     # metrics
     "rmse", "max_abs_error", "sqnr_db", "cosine", "error_report",
     # configuration

@@ -40,7 +40,8 @@ class _Storage(GGMLFormat):
     def block_fields(self, block):
         code = int(np.asarray(block, np.uint8).copy().view(f"<u{self.type_size}")[0])
         _, e, m = self.bits
-        return {"bits": np.array(code), "sign": np.array(code >> (e + m)),
+        value = self.dequantize_blocks(np.asarray(block, np.uint8).reshape(1, -1))[0, 0]
+        return {"value": value, "bits": np.array(code), "sign": np.array(code >> (e + m)),
                 "exponent": np.array((code >> m) & ((1 << e) - 1)),
                 "mantissa": np.array(code & ((1 << m) - 1)), "q": np.array(code)}
 
