@@ -8,15 +8,13 @@ that computes what the widget shows, so tests drive widgets without a browser.
 Needs the ``lab`` extra (matplotlib, ipywidgets); ``import quantlab`` does not import this.
 """
 from .style import FORMAT_COLORS, ROLE_COLORS, STYLE, format_color, new_axes, style
-from .bits import (LAYOUTS, FloatLayout, bit_flipper, decode, encode, flip_state, layout,
-                   plot_bit_boxes, split)
+from .bits import bit_flipper, encode_one, flip_state, float_format, plot_bit_boxes
 from .grids import plot_levels_on_hist, plot_number_line, plot_relative_error, relative_error_curve
 from .errorplots import (block_errors, cmp, pareto_front, plot_block_errors, plot_error_hist,
                          plot_pareto, plot_sizes, plot_sqnr_vs_bpw)
 
 __all__ = ["STYLE", "style", "format_color", "FORMAT_COLORS", "ROLE_COLORS", "new_axes",
-           "FloatLayout", "LAYOUTS", "layout", "decode", "encode", "split", "flip_state",
-           "plot_bit_boxes", "bit_flipper",
+           "float_format", "flip_state", "encode_one", "plot_bit_boxes", "bit_flipper",
            "plot_number_line", "relative_error_curve", "plot_relative_error", "plot_levels_on_hist",
            "cmp", "block_errors", "plot_error_hist", "plot_block_errors", "plot_sqnr_vs_bpw",
            "pareto_front", "plot_pareto", "plot_sizes"]

@@ -1,159 +1,74 @@
 """Floats as bits: colour-coded bit boxes and the bit-flipper widget (lesson 2).
 
-A binary float with ``E`` exponent bits and ``M`` mantissa bits stores a code
-``s | e | m`` (sign, biased exponent, mantissa) and means::
+The codec is quantlab's own (:class:`quantlab.formats.ieee.FloatFormat`: fp32, fp16, bf16,
+fp8_e4m3, fp8_e5m2, fp4_e2m1, ...); this module only shows it.  A code ``s | e | m`` means::
 
-    normal      (e ≠ 0):  value = (-1)^s · 2^(e - bias) · (1 + m / 2^M),   bias = 2^(E-1) - 1
+    normal      (e ≠ 0):  value = (-1)^s · 2^(e - bias) · (1 + m / 2^M)
     subnormal   (e = 0):  value = (-1)^s · 2^(1 - bias) · (m / 2^M)
 
-and at the top exponent either IEEE's Inf/NaN (FP32, FP16, BF16, FP8 E5M2), only one NaN
-pattern ``S.1111.111`` (FP8 E4M3 "fn": finite-only, no Inf), or nothing at all (FP4 E2M1).
-
-:func:`decode` below is exactly that formula, and the tests check it against NumPy and
-ml_dtypes for every code of every ≤16-bit layout.  :func:`flip_state` is the widget's pure
-callback (code -> everything the widget shows), so the widget is tested without a browser.
+:func:`flip_state` is the widget's pure callback (format + code -> everything the widget
+shows), so the widget is tested over every code without a browser.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import FormatError, InputError
+from ..formats import get
+from ..formats.ieee import FloatFormat
 from .style import ROLE_COLORS, new_axes, style
 
-__all__ = ["FloatLayout", "LAYOUTS", "layout", "decode", "encode", "split", "flip_state",
-           "plot_bit_boxes", "bit_flipper"]
+__all__ = ["float_format", "flip_state", "encode_one", "plot_bit_boxes", "bit_flipper"]
 
 
-@dataclass(frozen=True)
-class FloatLayout:
-    """Field widths and special-value convention of a binary float format."""
-
-    name: str
-    exp_bits: int
-    man_bits: int
-    specials: str = "ieee"   # "ieee" (Inf + NaNs at top exponent) | "fn" (one NaN) | "none"
-
-    @property
-    def bits(self) -> int:
-        return 1 + self.exp_bits + self.man_bits
-
-    @property
-    def bias(self) -> int:
-        return 2 ** (self.exp_bits - 1) - 1
+def float_format(fmt) -> FloatFormat:
+    """The registered element-wise float format ``fmt`` (fp32, fp16, bf16, fp8_*, fp4_e2m1)."""
+    f = get(fmt)
+    if not isinstance(f, FloatFormat):
+        raise FormatError(f"{f.name!r} is not an element-wise float format; bit boxes take "
+                          "fp32, fp16, bf16, fp8_e4m3, fp8_e5m2, fp4_e2m1, ...")
+    return f
 
 
-LAYOUTS = {lay.name: lay for lay in [
-    FloatLayout("fp32", 8, 23), FloatLayout("fp16", 5, 10), FloatLayout("bf16", 8, 7),
-    FloatLayout("fp8_e5m2", 5, 2), FloatLayout("fp8_e4m3", 4, 3, "fn"),
-    FloatLayout("fp4_e2m1", 2, 1, "none"),
-]}
-
-
-def layout(name: str | FloatLayout) -> FloatLayout:
-    """The :class:`FloatLayout` called ``name`` (fp32, fp16, bf16, fp8_e5m2, fp8_e4m3, fp4_e2m1)."""
-    if isinstance(name, FloatLayout):
-        return name
-    try:
-        return LAYOUTS[str(name).lower()]
-    except KeyError:
-        raise FormatError(f"no bit layout for {name!r}; known: {', '.join(LAYOUTS)}") from None
-
-
-def split(fmt, code):
-    """``code`` (int or int array) -> ``(sign, exponent, mantissa)`` fields."""
-    lay = layout(fmt)
-    code = np.asarray(code, dtype=np.int64)
-    if np.any(code < 0) or np.any(code >= 1 << lay.bits):
-        raise InputError(f"{lay.name} codes are {lay.bits}-bit integers 0..{(1 << lay.bits) - 1}")
-    man = code & ((1 << lay.man_bits) - 1)
-    exp = (code >> lay.man_bits) & ((1 << lay.exp_bits) - 1)
-    sign = code >> (lay.bits - 1)
-    return sign, exp, man
-
-
-def decode(fmt, code) -> np.ndarray:
-    """Value(s) of bit pattern(s) ``code`` as float64, by the formula in the module docstring."""
-    lay = layout(fmt)
-    s, e, m = split(lay, code)
-    frac = m / 2.0 ** lay.man_bits
-    # value = (-1)^s · 2^(e - bias) · (1 + m/2^M)   normal
-    #       = (-1)^s · 2^(1 - bias) · (m/2^M)       subnormal (e = 0)
-    mag = np.where(e == 0, np.ldexp(frac, 1 - lay.bias), np.ldexp(1.0 + frac, e - lay.bias))
-    top = e == (1 << lay.exp_bits) - 1
-    if lay.specials == "ieee":
-        mag = np.where(top, np.where(m == 0, np.inf, np.nan), mag)
-    elif lay.specials == "fn":
-        mag = np.where(top & (m == (1 << lay.man_bits) - 1), np.nan, mag)
-    return np.where(s == 1, -mag, mag)
-
-
-def _table(lay: FloatLayout):
-    """All finite codes of a small layout with their values (cached)."""
-    cache = _table.__dict__.setdefault("cache", {})
-    if lay.name not in cache:
-        codes = np.arange(1 << lay.bits, dtype=np.int64)
-        vals = decode(lay, codes)
-        keep = np.isfinite(vals)
-        cache[lay.name] = (codes[keep], vals[keep])
-    return cache[lay.name]
-
-
-def encode(fmt, x: float) -> int:
-    """Nearest code to ``x`` (round to nearest, ties to even mantissa, saturating for fn/none).
-
-    FP32 and FP16 use NumPy's own casts; the others search the table of finite values.
-    """
-    lay = layout(fmt)
-    x = float(x)
-    if lay.name == "fp32":
-        return int(np.float32(x).view(np.uint32))
-    if lay.name == "fp16":
-        with np.errstate(over="ignore"):        # overflow to ±Inf is the defined result
-            return int(np.float16(x).view(np.uint16))
-    if np.isnan(x):
-        return (1 << lay.bits) - 1 if lay.specials != "none" else 0
-    codes, vals = _table(lay)
-    maxf = vals.max()
-    if lay.specials == "ieee":
-        # IEEE overflow: from max + half an ulp of the top binade on, round to Inf
-        e_max = (1 << lay.exp_bits) - 2 - lay.bias
-        if abs(x) >= maxf + 2.0 ** (e_max - lay.man_bits - 1):
-            inf_code = ((1 << lay.exp_bits) - 1) << lay.man_bits
-            return int(inf_code | (int(x < 0) << (lay.bits - 1)))
-    x = float(np.clip(x, -maxf, maxf))          # saturate (the Inf case returned above)
-    dist = np.abs(vals - x)
-    best = np.flatnonzero(dist == dist.min())
-    # ties: prefer the even mantissa, then the code with x's sign (so -0.0 keeps its sign)
-    best = sorted(best, key=lambda i: (codes[i] & 1, (vals[i] < 0) != (np.signbit(x))))
-    return int(codes[best[0]])
+def _kind(e: int, m: int, value: float) -> str:
+    if np.isnan(value):
+        return "nan"
+    if np.isinf(value):
+        return "inf"
+    if e == 0:
+        return "zero" if m == 0 else "subnormal"
+    return "normal"
 
 
 def flip_state(fmt, code: int) -> dict:
     """Everything the bit-flipper shows for ``code``: the widget's pure callback."""
-    lay = layout(fmt)
-    s, e, m = (int(v) for v in split(lay, code))
-    value = float(decode(lay, code))
-    bits = format(int(code), f"0{lay.bits}b")
-    if e == (1 << lay.exp_bits) - 1 and lay.specials == "ieee":
-        kind = "inf" if m == 0 else "nan"
-    elif lay.specials == "fn" and e == (1 << lay.exp_bits) - 1 and m == (1 << lay.man_bits) - 1:
-        kind = "nan"
-    elif e == 0:
-        kind = "zero" if m == 0 else "subnormal"
-    else:
-        kind = "normal"
+    f = float_format(fmt)
+    code = int(code)
+    if not 0 <= code < 1 << f.n_bits:
+        raise InputError(f"{f.name} codes are {f.n_bits}-bit integers 0..{(1 << f.n_bits) - 1}")
+    fb = f.split(np.array(code))
+    s, e, m = int(fb.sign), int(fb.exponent), int(fb.mantissa)
+    value = float(f.decode(np.array(code)))
+    kind = _kind(e, m, value)
     if kind == "normal":
-        formula = (f"(-1)^{s} · 2^({e} - {lay.bias}) · (1 + {m}/2^{lay.man_bits})")
+        formula = f"(-1)^{s} · 2^({e} - {f.bias}) · (1 + {m}/2^{f.M})"
     elif kind in ("subnormal", "zero"):
-        formula = f"(-1)^{s} · 2^(1 - {lay.bias}) · ({m}/2^{lay.man_bits})"
+        formula = f"(-1)^{s} · 2^(1 - {f.bias}) · ({m}/2^{f.M})"
     else:
-        formula = "exponent all ones: " + ("±Inf" if kind == "inf" else "NaN")
-    return {"format": lay.name, "code": int(code), "bits": bits,
-            "hex": f"0x{int(code):0{(lay.bits + 3) // 4}X}", "sign": s, "exponent": e,
+        formula = "special code: " + ("±Inf" if kind == "inf" else "NaN")
+    bits = format(code, f"0{f.n_bits}b")
+    return {"format": f.name, "code": code, "bits": bits,
+            "fields": (bits[0], bits[1:1 + f.E], bits[1 + f.E:]),
+            "hex": f"0x{code:0{(f.n_bits + 3) // 4}X}", "sign": s, "exponent": e,
             "mantissa": m, "kind": kind, "value": value, "formula": formula,
-            "roles": ["sign"] + ["exponent"] * lay.exp_bits + ["mantissa"] * lay.man_bits}
+            "roles": ["sign"] + ["exponent"] * f.E + ["mantissa"] * f.M}
+
+
+def encode_one(fmt, x: float) -> int:
+    """Code of ``x`` (round to nearest even; saturating where the format has no Inf)."""
+    f = float_format(fmt)
+    with np.errstate(over="ignore"):
+        return int(f.encode(np.array([x], dtype=np.float64), saturate=not f.has_inf)[0])
 
 
 def plot_bit_boxes(fmt, code: int, ax=None, *, y: float = 0.0, label: str | None = None):
@@ -185,7 +100,7 @@ def bit_flipper(fmt: str = "bf16", value: float = 1.0, formats=("fp32", "fp16", 
     ``.bit_buttons`` the toggles (index 0 = sign bit), which is what the tests drive.
     """
     import ipywidgets as W
-    pick = W.Dropdown(options=list(formats), value=layout(fmt).name, description="format")
+    pick = W.Dropdown(options=list(formats), value=float_format(fmt).name, description="format")
     box = W.FloatText(value=value, description="value", step=None)
     buttons_box = W.HBox(layout=W.Layout(flex_flow="row wrap"))
     shown = W.HTML()
@@ -207,19 +122,18 @@ def bit_flipper(fmt: str = "bf16", value: float = 1.0, formats=("fp32", "fp16", 
         finally:
             busy["on"] = False
         shown.value = (f"<div class='quantlab-value' style='font-family:monospace'>"
-                       f"<b>{st['bits'][0]} | {st['bits'][1:1 + layout(pick.value).exp_bits]} | "
-                       f"{st['bits'][1 + layout(pick.value).exp_bits:]}</b> ({st['hex']}, {st['kind']})"
+                       f"<b>{' | '.join(st['fields'])}</b> ({st['hex']}, {st['kind']})"
                        f"<br>{st['formula']} = <b class='quantlab-shown'>{st['value']:.10g}</b></div>")
 
     def build(name: str) -> None:
-        lay = layout(name)
+        f = float_format(name)
         ui.bit_buttons = [W.ToggleButton(description="0", tooltip=r,
                                          layout=W.Layout(width="28px", padding="0"))
-                          for r in ["sign"] + ["exponent"] * lay.exp_bits + ["mantissa"] * lay.man_bits]
+                          for r in ["sign"] + ["exponent"] * f.E + ["mantissa"] * f.M]
         for b in ui.bit_buttons:
             b.observe(on_bit, names="value")
         buttons_box.children = ui.bit_buttons
-        render(encode(name, box.value))
+        render(encode_one(name, box.value))
 
     def on_bit(_change) -> None:
         if not busy["on"]:
@@ -235,7 +149,7 @@ def bit_flipper(fmt: str = "bf16", value: float = 1.0, formats=("fp32", "fp16", 
 
     def on_value(change) -> None:
         if not busy["on"]:
-            render(encode(pick.value, change["new"]))
+            render(encode_one(pick.value, change["new"]))
 
     pick.observe(lambda ch: build(ch["new"]), names="value")
     box.observe(on_value, names="value")

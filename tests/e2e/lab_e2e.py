@@ -1,0 +1,142 @@
+"""Real-browser check of the lessons: JupyterLab + headless Chromium (``make e2e``).
+
+1. copies lesson 2 into a scratch folder (so autosave never writes outputs into lessons/),
+2. starts JupyterLab there on a free localhost port with a random token,
+3. opens the notebook in Debian's Chromium through Playwright (never a downloaded browser),
+4. runs all cells, waits for the bit-flipper widget, clicks one bit and checks that the value
+   it shows changes (1.0 -> 1.0078125 for the last mantissa bit of BF16),
+5. saves a screenshot to ``out/e2e/lesson2.png`` and stops the server it started.
+
+Needs: ``apt-get install chromium`` and ``pip install playwright`` (the ``e2e`` extra).
+Exit status 0 on success; on failure a screenshot is still saved for diagnosis.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LESSON = next((ROOT / "lessons").glob("02-*.ipynb"))
+OUT = ROOT / "out" / "e2e"
+CHROMIUM = os.environ.get("QUANTLAB_CHROMIUM", "/usr/bin/chromium")
+TIMEOUT_S = 180
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_lab(folder: Path, port: int, token: str) -> subprocess.Popen:
+    cfg = folder / ".jupyter"
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(cfg), "JUPYTER_RUNTIME_DIR": str(cfg / "rt"),
+           "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    env.pop("MPLBACKEND", None)                    # the lesson draws with the inline backend
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
+           f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}",
+           f"--LabApp.user_settings_dir={cfg / 'settings'}",
+           f"--LabApp.workspaces_dir={cfg / 'workspaces'}",
+           "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    log = open(folder / "lab.log", "w")
+    return subprocess.Popen(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def wait_ready(port: int, token: str, proc: subprocess.Popen, folder: Path) -> None:
+    url = f"http://127.0.0.1:{port}/api/status?token={token}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit("JupyterLab exited:\n" + (folder / "lab.log").read_text()[-3000:])
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit("JupyterLab did not answer within 60 s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)        # the server and the kernels it started
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def drive(port: int, token: str, name: str) -> dict:
+    from playwright.sync_api import sync_playwright
+    OUT.mkdir(parents=True, exist_ok=True)
+    shot = OUT / "lesson2.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            page.goto(f"http://127.0.0.1:{port}/lab/tree/{name}?token={token}")
+            page.wait_for_selector(".jp-Notebook", timeout=TIMEOUT_S * 1000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                                   timeout=TIMEOUT_S * 1000, state="attached")
+            page.click("li.lm-MenuBar-item:has-text('Run')")
+            page.click("li.lm-Menu-item[data-command='notebook:run-all-cells']")
+            flipper = page.wait_for_selector(".quantlab-bit-flipper", timeout=TIMEOUT_S * 1000)
+            flipper.scroll_into_view_if_needed()
+            shown = page.locator(".quantlab-bit-flipper .quantlab-shown")
+            shown.wait_for(timeout=30_000)
+            before = shown.inner_text()
+            buttons = page.locator(".quantlab-bit-flipper button.widget-toggle-button")
+            n_bits = buttons.count()
+            buttons.nth(n_bits - 1).click()              # the last mantissa bit
+            page.wait_for_function(
+                "b => document.querySelector('.quantlab-bit-flipper .quantlab-shown')"
+                ".innerText !== b", arg=before, timeout=30_000)
+            after = shown.inner_text()
+            time.sleep(0.5)
+            page.screenshot(path=str(shot))
+            return {"bits": n_bits, "before": before, "after": after, "screenshot": str(shot)}
+        except Exception:
+            page.screenshot(path=str(shot))
+            raise
+        finally:
+            browser.close()
+
+
+def main() -> int:
+    if not Path(CHROMIUM).exists():
+        print(f"e2e: {CHROMIUM} not found; install it with: apt-get update && apt-get install -y "
+              "chromium (or set QUANTLAB_CHROMIUM)", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    folder = Path(tempfile.mkdtemp(prefix="quantlab-e2e-"))
+    shutil.copy(LESSON, folder / LESSON.name)
+    port, token = free_port(), secrets.token_hex(16)
+    proc = start_lab(folder, port, token)
+    try:
+        wait_ready(port, token, proc, folder)
+        result = drive(port, token, LESSON.name)
+    finally:
+        stop(proc)
+        shutil.rmtree(folder, ignore_errors=True)
+    ok = result["bits"] == 16 and result["before"] != result["after"] \
+        and result["before"].strip() == "1" and result["after"].strip() == "1.0078125"
+    print(f"e2e: {result['bits']} bit buttons; shown value {result['before']!r} -> "
+          f"{result['after']!r} after one click; screenshot {result['screenshot']}; "
+          f"{time.time() - t0:.0f} s; {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
