@@ -14,6 +14,7 @@ from .errors import (FormatError, GGUFError, InputError, KernelError, ModelError
                      QuantlabError, ShapeError)
 from .formats import Format, QTensor, describe, formats, get, quantize  # noqa: E402
 from .formats.ggml.inspect import inspect  # noqa: E402
+from .formats.ieee import bits, from_bits  # noqa: E402
 from .metrics import cosine, error_report, max_abs_error, rmse, sqnr_db  # noqa: E402
 from .config import config, show_config  # noqa: E402
 
@@ -24,6 +25,7 @@ __all__ = [
     "KernelError",
     # formats
     "Format", "QTensor", "formats", "get", "quantize", "describe", "inspect",
+    "bits", "from_bits",
     # metrics
     "rmse", "max_abs_error", "sqnr_db", "cosine", "error_report",
     # configuration
