@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
 from hypothesis.extra.numpy import arrays
 
 from quantlab.formats.ggml import search
@@ -376,3 +376,18 @@ def test_2bit_planes_match_ggml_loop():
                                    | (L[b, j + l + 96] << 6))
         assert qs[b].tolist() == ref
     assert np.array_equal(search.unpack_2bit_planes(qs), L)
+
+
+def test_first_max_abs_is_ggmls_scan():
+    xt = np.array([[0.0, -0.0, 1.0, np.nan, -2.0],
+                   [-0.0, -0.0, -1.0, 3.0, 2.0],
+                   [0.0, 0.0, 0.5, -3.0, 1.0]], dtype=f32)          # (n=3, B=5)
+    amax, m = search._first_max_abs(xt)
+    assert amax.tolist() == [0, 0, 1, 3, 2] and m.tolist() == [0, 0, 1, 3, -2]
+    assert not np.signbit(m[:2]).any()                              # zeros give m = +0
+
+
+def test_unsupported_rmse_type_is_a_quantlab_error():
+    from quantlab.errors import QuantlabError
+    with pytest.raises(QuantlabError, match="rmse_type"):
+        search.qx_quants(np.ones((1, 16), f32), 4, rmse_type=2)

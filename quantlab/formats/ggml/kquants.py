@@ -106,6 +106,18 @@ def scan_max(v) -> np.ndarray:
     return m
 
 
+def max_codes(v, top: int):
+    """Reference-path codes: the largest value maps to ``top``.
+
+    ``c_j = rne(top/max · v_j)`` and factor ``max/top``, with ``max`` by :func:`scan_max`;
+    both 0 when ``max ≤ 0``.  v (NB, S) float32 -> (codes (NB, S) int, factor (NB,) float32).
+    """
+    mx = scan_max(v)
+    pos = mx > 0
+    codes = np.where(pos[:, None], rne((f32(top) / mx)[:, None] * v), 0)
+    return codes, np.where(pos, mx / f32(top), f32(0)).astype(f32)
+
+
 def imatrix_weights(xb, qw, factor: int) -> np.ndarray:
     """``w_e = qw_e·sqrt(σ² + x_e²)`` with ``σ² = factor·Σ_256 x² / 256`` (spec §7).
 
@@ -168,17 +180,7 @@ class Q2_K(KQuant):
         xs = xb.reshape(NB * 16, 16)                                          # sub-blocks
         if qw is None:
             S, M, L = qkx2_quants(xs, np.abs(xs), 3, -0.5, 0.1, 15, True)
-            S, M = S.reshape(NB, 16), M.reshape(NB, 16)
-            codes, d = [], []
-            for v in (S, M):
-                mx = scan_max(v)                                              # (NB,)
-                pos = mx > 0
-                # code_j = rne(15/max · v_j),  factor = max/15   (0 if max ≤ 0)
-                c = np.where(pos[:, None], rne((f32(15) / mx)[:, None] * v), 0)
-                codes.append(c)
-                d.append(np.where(pos, mx / f32(15), f32(0)))
-            sc, mn = codes
-            d, dmin = d
+            (sc, d), (mn, dmin) = max_codes(S.reshape(NB, 16), 15), max_codes(M.reshape(NB, 16), 15)
         else:
             w = imatrix_weights(xb, qw, 1).reshape(NB * 16, 16)
             S, M, L = qkx3_quants(xs, w, 3, -0.9, 0.05, 36, False)
@@ -225,14 +227,8 @@ class _Q45K(KQuant):
             # w = av + |x|,  av = sqrt(Σ_32 x² / 32)
             av = np.sqrt(_sum((xs * xs).T) / f32(32))
             S, M, L = qkx2_quants(xs, av[:, None] + np.abs(xs), nmax, *self.ref_search, False)
-            S, M = S.reshape(NB, 8), M.reshape(NB, 8)
-            mS, mM = scan_max(S), scan_max(M)
-            inv_s = np.where(mS > 0, f32(63) / mS, f32(0))
-            inv_m = np.where(mM > 0, f32(63) / mM, f32(0))
-            # codes = min(63, uint8(rne(63/max · v)))
-            sc = np.minimum(63, rne(inv_s[:, None] * S) & 0xFF)
-            mn = np.minimum(63, rne(inv_m[:, None] * M) & 0xFF)
-            d, dmin = mS / f32(63), mM / f32(63)
+            (sc, d), (mn, dmin) = max_codes(S.reshape(NB, 8), 63), max_codes(M.reshape(NB, 8), 63)
+            sc, mn = np.minimum(63, sc & 0xFF), np.minimum(63, mn & 0xFF)     # via uint8, as ggml
         else:
             w = imatrix_weights(xb, qw, 2).reshape(NB * 8, 32)
             S, M, L = qkx3_quants(xs, w, nmax, -0.9, 0.05, 36, False)

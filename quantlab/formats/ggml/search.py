@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...errors import InputError
 from .numerics import f32, rne
 
 __all__ = ["qx_quants", "q3_quants", "qkx_quants", "qkx2_quants", "qkx3_quants", "qp_quants",
@@ -63,10 +64,18 @@ def _cols(a, dtype=f32) -> np.ndarray:
 
 
 def _first_max_abs(xt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n, B) -> (amax, m): ggml's scan ``if |x_i| > amax: amax, m = |x_i|, x_i`` (first wins)."""
-    idx = np.argmax(np.abs(xt), axis=0)
-    m = np.take_along_axis(xt, idx[None, :], axis=0)[0]
-    return np.abs(m), m
+    """(n, B) -> (amax, m): ggml's scan ``amax = m = 0; if |x_i| > amax: amax, m = |x_i|, x_i``.
+
+    The first element of largest magnitude wins (``argmax``); NaN never compares greater,
+    so it is skipped; a group of zeros gives ``m = +0``.
+    """
+    a = np.abs(xt)
+    a = np.where(np.isnan(a), f32(-1), a)
+    idx = np.argmax(a, axis=0)[None, :]
+    amax = np.take_along_axis(a, idx, axis=0)[0]
+    m = np.take_along_axis(xt, idx, axis=0)[0]
+    found = amax > 0
+    return np.where(found, amax, f32(0)).astype(f32), np.where(found, m, f32(0)).astype(f32)
 
 
 def _nonzero(v: np.ndarray) -> np.ndarray:
@@ -100,7 +109,8 @@ def qx_quants(x, nmax: int, weights=None, rmse_type: int = 1):
            for those all-zero blocks
     """
     if rmse_type != 1:
-        raise ValueError("qx_quants implements rmse_type=1 only (the one ggml's quantizers use)")
+        raise InputError(f"qx_quants: rmse_type={rmse_type!r} is not implemented; only 1 (the "
+                         "only one ggml's quantizers use) is accepted")
     xt = _cols(x)                                          # (n, B)
     w = xt * xt if weights is None else _cols(weights)     # (n, B)
     wx = w * xt                                            # (w·x), shared by every candidate
