@@ -23,7 +23,8 @@ from .. import backend
 from ..errors import FormatError, InputError, KernelError
 from .base import Format, QTensor, as_float_array, get, register
 
-__all__ = ["FloatFormat", "BF16", "FloatBits", "bits", "from_bits", "bf16_encode", "hexfloat"]
+__all__ = ["FloatFormat", "BF16", "FloatBits", "bits", "from_bits", "bf16_encode", "minifloat_encode",
+           "hexfloat"]
 
 _SPECIALS = ("ieee", "fn", "fnuz", "none")
 
@@ -186,6 +187,17 @@ class FloatFormat(Format):
         ±max before the cast (torchao's ``to_fp8_saturated``); NaN stays NaN.
         """
         x = self._encode_input(x)
+        kern = backend.kernel("_floatcast") if self.n_bits <= 8 and x.dtype == np.float32 else None
+        if kern is None:
+            return self._encode_numpy(x, saturate)
+        flat = np.ascontiguousarray(x).reshape(-1)                       # (n,)
+        out = np.empty(flat.shape, dtype=np.uint8)
+        kern.minifloat_encode(flat, out, self.E, self.M, self.bias, self.specials, saturate,
+                              backend.n_threads(flat.size))
+        return out.reshape(x.shape)
+
+    def _encode_numpy(self, x: np.ndarray, saturate: bool) -> np.ndarray:
+        """The reference encoder (any width, float32 or float64 ``x``); see :meth:`encode`."""
         if saturate:
             x = np.clip(x, -self.max, self.max)               # clamp-then-cast; NaN passes
         with np.errstate(invalid="ignore"):                    # signalling NaNs widen quietly
@@ -282,6 +294,23 @@ class FloatFormat(Format):
 
     def describe(self) -> str:
         return super().describe() + "\n\n" + self.card()
+
+
+def minifloat_encode(x: np.ndarray, out: np.ndarray, E: int, M: int, bias: int, specials: str,
+                     saturate: bool, n_threads: int = 1) -> None:
+    """NumPy twin of ``quantlab.kernels._floatcast.minifloat_encode``: float32 -> <=8-bit codes.
+
+    ``x``: float32 (1-D); ``out``: uint8 of the same length, written in place; ``specials``
+    the inf/NaN policy of :class:`FloatFormat`.  The math is :meth:`FloatFormat.encode`.
+    """
+    if out.shape[0] != x.shape[0]:
+        raise KernelError(f"minifloat_encode: out has {out.shape[0]} elements, input {x.shape[0]}")
+    if n_threads < 1:
+        raise KernelError(f"minifloat_encode: n_threads must be >= 1, got {n_threads}")
+    if specials not in _SPECIALS or not (E >= 1 and M >= 1 and 1 + E + M <= 8):
+        raise KernelError(f"minifloat_encode: need 1+E+M <= 8 bits and specials in {_SPECIALS}, "
+                          f"got E={E}, M={M}, specials={specials!r}")
+    out[:] = FloatFormat("minifloat", E, M, bias, specials=specials)._encode_numpy(x, saturate)
 
 
 # ----------------------------------------------------------------------------- bf16
