@@ -13,10 +13,12 @@ __version__ = "0.1.0"
 from .errors import (FormatError, GGUFError, InputError, KernelError, ModelError,  # noqa: E402
                      QuantlabError, ShapeError)
 from .formats import Format, QTensor, describe, formats, get, quantize  # noqa: E402
+from .formats import calibrate  # noqa: E402,F401  activation calibration (minmax, percentile, mse, kl)
 from .formats.ggml.inspect import inspect  # noqa: E402
 from .formats.ieee import bits, from_bits  # noqa: E402
 from .metrics import cosine, error_report, max_abs_error, rmse, sqnr_db  # noqa: E402
 from .config import config, show_config  # noqa: E402
+from .model import load_model, perplexity  # noqa: E402  NumPy Llama from GGUF, llama-perplexity
 
 __all__ = [
     "__version__",
@@ -24,10 +26,12 @@ __all__ = [
     "QuantlabError", "FormatError", "ShapeError", "InputError", "GGUFError", "ModelError",
     "KernelError",
     # formats
-    "Format", "QTensor", "formats", "get", "quantize", "describe", "inspect",
+    "Format", "QTensor", "formats", "get", "quantize", "describe", "calibrate", "inspect",
     "bits", "from_bits",
     # metrics
     "rmse", "max_abs_error", "sqnr_db", "cosine", "error_report",
     # configuration
     "config", "show_config",
+    # model
+    "load_model", "perplexity",
 ]
