@@ -22,15 +22,18 @@ AMAX_EPS = 1e-12        # torchao float8_utils.EPS: floor on amax so an all-zero
 class Minifloat(FloatFormat):
     """8- and 4-bit floats, quantized with a scale (torchao's float8 recipe).
 
-    ============ = = = ==== ============ ============================ ================ ============ ============ =====
-    format       S E M bias inf          NaN codes                    max finite       min normal   min subnorm. −0
-    ============ = = = ==== ============ ============================ ================ ============ ============ =====
-    fp8_e4m3     1 4 3  7   none         S.1111.111 (0x7F, 0xFF)      0x1.cp+8 = 448   0x1p-6       0x1p-9       yes
-    fp8_e5m2     1 5 2 15   S.11111.00   S.11111.{01,10,11}           0x1.cp+15 = 57344 0x1p-14     0x1p-16      yes
-    fp8_e4m3fnuz 1 4 3  8   none         0x80 only                    0x1.ep+7 = 240   0x1p-7       0x1p-10      no
-    fp8_e5m2fnuz 1 5 2 16   none         0x80 only                    0x1.cp+15 = 57344 0x1p-15     0x1p-17      no
-    fp4_e2m1     1 2 1  1   none         none                         0x1.8p+2 = 6     0x1p+0       0x1p-1       yes
-    ============ = = = ==== ============ ============================ ================ ============ ============ =====
+    (sign bit S on top of every code)
+
+    ============ = = ==== ========== ================== ================= ======= ======= ==
+    format       E M bias inf        NaN codes          max finite        min     min     -0
+                                                                          normal  subn.
+    ============ = = ==== ========== ================== ================= ======= ======= ==
+    fp8_e4m3     4 3    7 none       S.1111.111         0x1.cp+8 = 448    0x1p-6  0x1p-9  ✓
+    fp8_e5m2     5 2   15 S.11111.00 S.11111.{01,10,11} 0x1.cp+15 = 57344 0x1p-14 0x1p-16 ✓
+    fp8_e4m3fnuz 4 3    8 none       0x80 only          0x1.ep+7 = 240    0x1p-7  0x1p-10 ✗
+    fp8_e5m2fnuz 5 2   16 none       0x80 only          0x1.cp+15 = 57344 0x1p-15 0x1p-17 ✗
+    fp4_e2m1     2 1    1 none       none               0x1.8p+2 = 6      0x1p+0  0x1p-1  ✓
+    ============ = = ==== ========== ================== ================= ======= ======= ==
 
     fp8_e4m3 is OCP E4M3 = ml_dtypes/PyTorch ``float8_e4m3fn``: the top binade holds normals
     (256…448), only mantissa 111 is NaN.  FNUZ (AMD/Graphcore): bias + 1, the "-0" code 0x80

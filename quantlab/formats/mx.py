@@ -68,7 +68,7 @@ class MXFormat(Format):
 
     family = "mx"
     block_size = 32
-    oracle = "ml_dtypes (E8M0/element casts); torchao to_mx FLOOR"
+    oracle = "ml_dtypes casts; torchao to_mx (FLOOR)"
     options: dict = {}
 
     def __init__(self, name: str, element: Minifloat, emax_elem: int, summary: str):
@@ -120,15 +120,16 @@ class NVFP4(Format):
     get a coarser scale; an all-zero block decodes to zeros.  quantlab floors g at 2^-126
     (float32's smallest normal) so that g·s_b never underflows to 0; torchao does not (an
     all-zero tensor gives g = 0 and 0/0 = NaN there) — the two differ only for tensors
-    with amax < 2688·2^-126 ≈ 3.2e-35.  Blocks of 16 run along the last axis.  data = packed E2M1 codes (element 2k in the low nibble), meta
-    ``scale_e4m3`` uint8 (..., n/16) and ``tensor_scale`` float32 ().
+    with amax < 2688·2^-126 ≈ 3.2e-35.  Blocks of 16 run along the last axis; input is
+    rounded to float32 first.  data = packed E2M1 codes (element 2k in the low nibble),
+    meta ``scale_e4m3`` uint8 (..., n/16) and ``tensor_scale`` float32 ().
     Where used: NVIDIA Blackwell FP4 tensor cores (TensorRT-LLM, ModelOpt checkpoints).
     """
 
     name = "nvfp4"
     family = "mx"
     block_size = 16
-    oracle = "ml_dtypes (E4M3/E2M1 casts); torchao nvfp4_quantize"
+    oracle = "ml_dtypes casts; torchao nvfp4_quantize"
     summary = "NVIDIA FP4: E2M1 + E4M3 scale per 16 + float32 tensor scale, 4.5 bpw"
     options = {"tensor_scale": True}
 
