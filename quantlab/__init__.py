@@ -18,6 +18,7 @@ from .formats.ggml.inspect import inspect  # noqa: E402
 from .formats.ieee import bits, from_bits  # noqa: E402
 from .metrics import cosine, error_report, max_abs_error, rmse, sqnr_db  # noqa: E402
 from .config import config, show_config  # noqa: E402
+from .model import load_model, perplexity  # noqa: E402  NumPy Llama from GGUF, llama-perplexity
 
 __all__ = [
     "__version__",
@@ -31,4 +32,6 @@ __all__ = [
     "rmse", "max_abs_error", "sqnr_db", "cosine", "error_report",
     # configuration
     "config", "show_config",
+    # model
+    "load_model", "perplexity",
 ]
