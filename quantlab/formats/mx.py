@@ -61,8 +61,9 @@ class MXFormat(Format):
     rounded to float32 first, as torchao does.  data = the element codes, row-major (FP4:
     two per byte, element 2k in the low nibble); meta ``scale_e8m0`` uint8 of shape
     (..., n/32).  NaN/Inf input is refused (the spec would set the block's byte to 0xFF).
-    torchao divides by 2^-126 (not 2^-127) for blocks whose byte is 0, i.e. amax < 2^-125
-    (FP4) or 2^-119 (E4M3); quantlab follows the spec's X = 2^-127 there.
+    Older torchao releases clamped the float scale to 2^-126 (pytorch#125557) and so
+    divided blocks whose byte is 0 (amax < 2^-124 for FP4, 2^-118 for E4M3) by 2^-126;
+    current torchao multiplies by the exact 2^127, like the spec and quantlab.
     Where used: OCP MX hardware (NVIDIA Blackwell, AMD MI355), gpt-oss weights (MXFP4).
     """
 
