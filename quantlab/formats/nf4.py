@@ -333,13 +333,14 @@ class NF4(_BnB4bit):
 
 
 class BnBFP4(_BnB4bit):
-    """bnb_fp4 — bitsandbytes' 4-bit float (sign + 2-bit exponent + 1-bit mantissa, bias 2).
+    """bnb_fp4 — bitsandbytes' 4-bit float (sign + 2-bit exponent + 1-bit mantissa).
 
     Spec card
     ---------
     bits        1 sign bit (bit 3) + 3 magnitude bits: 0, 0.0625, 8, 12, 4, 6, 2, 3 for
-                bits 000..111, normalised by 12 -> levels 0, 1/192, 2/3, 1, 1/3, 1/2, 1/6, 1/4
-                (NOT OCP E2M1: no 1.5, a 1/192 "subnormal", max 12 instead of 6)
+                bits 000..111, normalised by 12 -> levels 0, 1/192, 2/3, 1, 1/3, 1/2, 1/6, 1/4.
+                NOT OCP E2M1: the normal values are E2M1's times 2 (2, 3, 4, 6, 8, 12) but
+                the subnormal is 0.0625 instead of 1, and the code order differs
     block       flat blocks of B = 64 (32...4096), last block may be partial; absmax float32
                 or double-quantized exactly as ``nf4``
     layout      high nibble first, like ``nf4``
