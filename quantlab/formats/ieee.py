@@ -130,8 +130,9 @@ class FloatFormat(Format):
         c = self._check_codes(codes)
         E, M = self.E, self.M
         # S EEEE MMM: sign above exponent above mantissa
-        return FloatBits(sign=(c >> (E + M)) & 1, exponent=(c >> M) & ((1 << E) - 1),
-                         mantissa=c & ((1 << M) - 1), codes=c.astype(self.code_dtype))
+        return FloatBits(sign=np.asarray((c >> (E + M)) & 1),
+                         exponent=np.asarray((c >> M) & ((1 << E) - 1)),
+                         mantissa=np.asarray(c & ((1 << M) - 1)), codes=c.astype(self.code_dtype))
 
     def join(self, sign, exponent, mantissa) -> np.ndarray:
         """(sign, biased exponent, mantissa) integer arrays -> codes."""
@@ -254,6 +255,8 @@ class FloatFormat(Format):
 
     def _encode_input(self, x) -> np.ndarray:
         arr = as_float_array(x, allow_nonfinite=True, what=f"input to {self.name}.encode")
+        if arr.dtype.itemsize > 8:                            # long double: NumPy's own path
+            arr = arr.astype(np.float64)
         if self.cast_via_float32 and arr.dtype != np.float32:
             with np.errstate(over="ignore"):                  # > float32 max -> inf, as ml_dtypes
                 arr = arr.astype(np.float32)
