@@ -124,7 +124,10 @@ def test_error_bound_idempotence_and_exact_zero(x, bits, symmetric, gran, sd):
     # re-quantizing the grid points with the same parameters returns the same codes
     q2 = I.quantize_codes(xh, s, z, qmin, qmax, gran, g)
     np.testing.assert_array_equal(q2, q)
-    if sd == "float16":                                    # whole round trip is a fixed point
+    # symmetric with normal float16 scales: the whole round trip is a fixed point (the largest
+    # element lands on +-qmax, s16*qmax is exact in float32, so the refit scale is s16 again)
+    eps16 = np.finfo(np.float16).smallest_subnormal
+    if sd == "float16" and symmetric and np.all((s >= np.finfo(np.float16).tiny) | (s == eps16)):
         np.testing.assert_array_equal(fmt.quantize(xh, **opts).dequantize(), xh)
     assert np.all(xh[x == 0] == 0)                         # 0 is exact in every scheme
 
