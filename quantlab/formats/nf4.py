@@ -17,6 +17,11 @@ Double quantization (QLoRA's "DQ") stores the absmax values themselves in 8 bits
 Everything here follows bitsandbytes 0.50.2 on CPU bit for bit (golden file
 ``bnb-4bit.npz``), including its float32 operation order.  Where that needs more than the
 formulas above, the comment says which bitsandbytes detail is reproduced and why.
+
+One deliberate deviation: bitsandbytes 0.50.2's CPU ``dequantize_4bit`` (AVX-512 path)
+applies the wrong absmax when the last dimension is a multiple of 16 but not of the block
+size (e.g. shape (8, 48) with blocksize 64: it indexes absmax per row).  quantlab decodes
+the flat blocks exactly as the quantizer wrote them (bitsandbytes' own torch path agrees).
 """
 from __future__ import annotations
 
@@ -51,14 +56,14 @@ FP4_CODE[8] = 0.0                                  # +0.0, as get_4bit_type("fp4
 
 VALID_BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
 DQ_BLOCKSIZE = 256                                 # second-level block (constants per absmax2)
-ABSMAX_FLOOR = f32(1e-38)                          # bnb clamps absmax before 1/absmax (stored unclamped)
+ABSMAX_FLOOR = f32(1e-38)                          # bnb clamps absmax before 1/absmax
 
 
 def _linspace_f32(start: float, stop: float, steps: int) -> np.ndarray:
     """torch.linspace in float32 on CPU: two-sided, ``start + step*i`` for the first half and
     ``stop - step*(steps-1-i)`` for the second, each evaluated as ONE fused multiply-add.
 
-    Fusing matters: with two roundings 7 of the 256 dynamic-map entries change.  The
+    Fusing matters: with two roundings 42 of the 256 dynamic-map entries move by an ulp.  The
     float64 evaluation below is exact (the product has <= 31 significant bits and the sum
     fits in 53), so casting it to float32 rounds once, like the FMA."""
     a, b = f32(start), f32(stop)
