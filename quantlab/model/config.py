@@ -59,13 +59,19 @@ class Config:
         """Query heads sharing one KV head (3 for SmolLM2-135M)."""
         return self.n_heads // self.n_kv_heads
 
-    @classmethod
-    def from_gguf(cls, g) -> "Config":
-        md = g.metadata
-        arch = md.get("general.architecture")
+    @staticmethod
+    def architecture(g) -> str:
+        """``general.architecture`` of GGUF ``g``, refused unless quantlab runs it."""
+        arch = g.metadata.get("general.architecture")
         if arch not in ARCHITECTURES:
             raise ModelError(f"{g.path}: architecture {arch!r} is not supported; quantlab's NumPy "
                              f"model runs {', '.join(ARCHITECTURES)} (Llama-style) GGUF files")
+        return arch
+
+    @classmethod
+    def from_gguf(cls, g) -> "Config":
+        md = g.metadata
+        arch = cls.architecture(g)
 
         def get(key, default=None, kind=int):
             v = md.get(f"{arch}.{key}", default)
@@ -82,6 +88,9 @@ class Config:
         n_kv_heads = get("attention.head_count_kv", n_heads)
         head_dim = get("attention.key_length", dim // n_heads if n_heads else 0)
         vocab = md.get(f"{arch}.vocab_size") or len(md.get("tokenizer.ggml.tokens") or [])
+        if not vocab:
+            raise ModelError(f"{g.path}: vocabulary size unknown (no {arch}.vocab_size and no "
+                             "tokenizer.ggml.tokens)")
         scaling = md.get(f"{arch}.rope.scaling.type", "none")
         if scaling not in ("none", "linear"):
             raise ModelError(f"{g.path}: RoPE scaling {scaling!r} is not supported (none, linear)")

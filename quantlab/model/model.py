@@ -111,8 +111,9 @@ def load_model(path=None) -> Model:
     """Open a Llama-architecture GGUF (default: the embedded SmolLM2-135M-Instruct)."""
     from ..io.gguf import GGUFFile
     g = GGUFFile(default_model_path() if path is None else path)
-    config = Config.from_gguf(g)
+    Config.architecture(g)                 # first: a file of another architecture says so
     tokenizer = Tokenizer.from_gguf(g)
+    config = Config.from_gguf(g)
     if tokenizer.vocab_size != config.vocab_size:
         raise ModelError(f"{g.path}: the tokenizer has {tokenizer.vocab_size} tokens but the model "
                          f"{config.vocab_size}")

@@ -29,6 +29,11 @@ ASCII stand-in of its class (letter -> ``a``, number -> ``0``, white space -> ``
 else -> ``#``; none of these can start or continue a contraction like ``'s``).  The collapsed
 string has the same length, so the ASCII regex's match offsets cut the real text.
 
+Bytes the vocabulary cannot spell are dropped, as llama.cpp drops them: SmolLM2's vocabulary
+lacks 21 of the 256 byte tokens (controls 0x04 0x06 0x13 0x14 0x16 0x1D, lead bytes 0xF1 0xF2 of
+code points U+40000…U+BFFFF, and bytes that never occur in UTF-8), so ``decode(encode(s)) == s``
+holds for every text without those characters (:meth:`Tokenizer.unspellable` lists them).
+
 Limits (honest doubt): character classes come from Python's ``unicodedata`` (Unicode 14 on
 Python 3.11) while llama.cpp ships its own tables (newer Unicode): characters assigned in
 between may split differently.  The whole golden corpus (ASCII plus a few quotes/dashes)
@@ -221,9 +226,15 @@ class Tokenizer:
         for p in parts:
             if p in self.token_to_id:
                 ids.append(self.token_to_id[p])
-            else:   # llama.cpp falls back to one token per byte when a piece is not in the vocab
-                ids += [self.token_to_id[c] for c in p if c in self.token_to_id]
+            else:
+                # llama.cpp's fallback looks up each UTF-8 *byte* of the piece's text as a token:
+                # only ASCII byte-characters can match, anything else is silently dropped
+                ids += [self.token_to_id[c] for c in p if c < "\x80" and c in self.token_to_id]
         return tuple(ids)
+
+    def unspellable(self) -> list[int]:
+        """Byte values that have no token of their own in this vocabulary (dropped when encoding)."""
+        return [b for b, c in self._byte_char.items() if c not in self.token_to_id]
 
     # -- decode ------------------------------------------------------------------------------
     def token_bytes(self, i: int) -> bytes:

@@ -1,0 +1,67 @@
+"""Shared helpers for the model tests: the embedded SmolLM2 (loaded once) and tiny random Llamas.
+
+Not a ``conftest.py`` (a second one would shadow tests/conftest.py for ``from conftest import``);
+tests import from here: ``from model_helpers import smollm2, tiny_llama, golden``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from quantlab.model.config import Config
+from quantlab.model.llama import Llama
+from quantlab.model.weights import TransformerWeights
+
+
+def _root_conftest():
+    name = "_quantlab_tests_root_conftest"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "conftest.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+golden = _root_conftest().golden
+
+
+@lru_cache(maxsize=1)
+def smollm2():
+    """The embedded SmolLM2-135M-Instruct with every weight dequantized once (shared by all tests)."""
+    import quantlab as ql
+    m = ql.load_model()
+    for lin in m.linears():
+        lin.weight   # dequantize now, so timings in tests measure the forward only
+    return m
+
+
+def tiny_config(**kw) -> Config:
+    base = dict(dim=32, hidden_dim=48, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=50,
+                seq_len=64, head_dim=8, norm_eps=1e-5, rope_theta=10000.0, n_rot=8)
+    base.update(kw)
+    return Config(**base)
+
+
+def tiny_tensors(cfg: Config, seed: int = 0, tied: bool = True) -> dict[str, np.ndarray]:
+    """Random float32 weights with the shapes a Llama GGUF holds (NumPy order)."""
+    rng = np.random.default_rng(seed)
+    shapes = TransformerWeights.expected_shapes(cfg)
+    if not tied:
+        shapes["output.weight"] = (cfg.vocab_size, cfg.dim)
+    out = {}
+    for name, shape in shapes.items():
+        if name.endswith("norm.weight"):
+            out[name] = (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+        else:
+            out[name] = (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32)
+    return out
+
+
+def tiny_llama(seed: int = 0, tied: bool = True, **kw) -> Llama:
+    cfg = tiny_config(**kw)
+    return Llama(cfg, TransformerWeights.from_tensors(cfg, tiny_tensors(cfg, seed, tied)))
