@@ -159,7 +159,7 @@ class _Cursor:
         n = self.scalar("Q")
         start = self.take(n)
         try:
-            return bytes(self.buf[start:start + n]).decode("utf-8")
+            return str(self.buf[start:start + n], "utf-8")
         except UnicodeDecodeError:
             raise GGUFError(f"{what} at offset {start} is not valid UTF-8") from None
 
@@ -209,7 +209,7 @@ class GGUFFile:
             raise GGUFError(f"{self.path}: {size} bytes is too short for a GGUF header (24 bytes)")
         self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
         try:
-            self._parse(_Cursor(self._map, size))
+            self._parse(_Cursor(memoryview(self._map), size))
         except _Truncated as exc:
             raise GGUFError(f"{self.path}: truncated or corrupt ({exc}) while reading "
                             f"{self._where}") from None
@@ -220,7 +220,7 @@ class GGUFFile:
     _where = "the header"
 
     def _parse(self, cur: _Cursor) -> None:
-        magic = bytes(self._map[:4])
+        magic = bytes(cur.buf[:4])
         if magic != GGUF_MAGIC:
             raise GGUFError(f"not a GGUF file (magic {magic!r}, expected {GGUF_MAGIC!r})")
         cur.take(4)
