@@ -253,6 +253,18 @@ def test_fuzz_mutated_header(edits, cut):
     _must_be_ours(bytes(raw))
 
 
+REAL = golden("imatrix-smollm2-pydoc.gguf").read_bytes()      # a header written by llama.cpp
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), min_size=1, max_size=4))
+def test_fuzz_mutated_real_header(edits):
+    raw = bytearray(REAL)
+    for pos, val in edits:
+        raw[pos] = val
+    _must_be_ours(bytes(raw))
+
+
 def test_every_truncation_of_a_real_header_is_a_gguf_error(tmp_path):
     """Cut the imatrix golden file (a real llama.cpp header) at many points."""
     raw = golden("imatrix-smollm2-pydoc.gguf").read_bytes()
