@@ -48,6 +48,8 @@ def start_lab(folder: Path, port: int, token: str) -> subprocess.Popen:
            f"--LabApp.user_settings_dir={cfg / 'settings'}",
            f"--LabApp.workspaces_dir={cfg / 'workspaces'}",
            "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")                 # containers and CI often run as root
     log = open(folder / "lab.log", "w")
     return subprocess.Popen(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
