@@ -9,26 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import ieee
 from ..base import register
 from .base import GGMLFormat
 from .legacy import check_scales, refuse_overflow
 from .numerics import f32, fp16
 
-__all__ = ["F32", "F16", "BF16", "bf16_ggml"]
-
-
-def bf16_ggml(v: np.ndarray) -> np.ndarray:
-    """float32 -> bf16 bits (uint16), ggml's ``ggml_compute_fp32_to_bf16`` (spec §0.4).
-
-    Round to nearest even on the 16 dropped bits; NaN keeps its top bits and is forced quiet::
-
-        NaN:       (u >> 16) | 0x0040
-        otherwise: (u + 0x7FFF + ((u >> 16) & 1)) >> 16
-    """
-    u = np.asarray(v, dtype=f32).view(np.uint32).astype(np.uint64)
-    nan = (u & 0x7FFFFFFF) > 0x7F800000
-    rounded = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
-    return np.where(nan, (u >> 16) | 0x0040, rounded).astype(np.uint16)
+__all__ = ["F32", "F16", "BF16"]
 
 
 class _Storage(GGMLFormat):
@@ -113,9 +100,14 @@ class BF16(_Storage):
     ======  ====  =================================
 
     bits/weight = 16.  Sign 1, exponent 8 (bias 127), mantissa 7; max 0x1.fep+127, the
-    float32 exponent range (subnormals kept).  Encoding (``ggml_fp32_to_bf16_row_ref``,
-    :func:`bf16_ggml`): round to nearest even on the dropped 16 bits; values that round to
-    inf are refused as llama-quantize refuses them.  Decoding: ``bits << 16`` (exact).
+    float32 exponent range (subnormals kept).  Encoding (``ggml_fp32_to_bf16_row_ref``, spec
+    §0.4) is exactly quantlab's ``bf16`` rule, so it is reused (:mod:`quantlab.formats.ieee`)::
+
+        NaN:       (u >> 16) | 0x0040                   u = float32 bits
+        otherwise: (u + 0x7FFF + ((u >> 16) & 1)) >> 16  round to nearest even
+
+    Values that round to inf are refused as llama-quantize refuses them.  Decoding:
+    ``bits << 16`` (exact).
     """
 
     name, ggml_name, ggml_type, type_size = "ggml_bf16", "BF16", 30, 2
@@ -124,7 +116,7 @@ class BF16(_Storage):
     bits = (1, 8, 7)
 
     def quantize_rows(self, x, imatrix):
-        h = bf16_ggml(x)                                                # (rows, n) uint16
+        h = ieee.bf16.encode(x)                                         # (rows, n) uint16
         refuse_overflow(self.ggml_name, "value", (h & 0x7F80) == 0x7F80, "bf16 max ~3.39e38")
         return h.astype("<u2").view(np.uint8)
 
