@@ -90,3 +90,22 @@ def golden_cases(type_name: str) -> Iterator[GoldenCase]:
 def golden_params(type_name: str) -> list:
     """``golden_cases`` as ``pytest.param``s with readable ids, for ``@pytest.mark.parametrize``."""
     return [pytest.param(c, id=c.id) for c in golden_cases(type_name)]
+
+
+def random_blocks(fmt, n_blocks: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_blocks`` blocks of random bytes for ``fmt`` whose float fields are finite.
+
+    Every fp16 field named ``d``/``m``/``dmin``/``s``/``value`` (per ``fmt.layout``) that came out inf/NaN
+    is replaced by 1.0 (0x3C00); BF16 storage likewise (0x3F80).  For fuzzing dequantizers
+    against an independent decoder on *arbitrary* stored bytes.  -> (n_blocks, type_size) uint8
+    """
+    b = rng.integers(0, 256, (n_blocks, fmt.type_size), dtype=np.uint8)
+    off = 0
+    for name, size, _ in fmt.layout:
+        if size == 2 and name in ("d", "m", "dmin", "s", "value"):
+            h = b[:, off:off + 2].copy().view("<u2")
+            exp_mask, one = (0x7F80, 0x3F80) if fmt.ggml_name == "BF16" else (0x7C00, 0x3C00)
+            h[(h & exp_mask) == exp_mask] = one
+            b[:, off:off + 2] = h.view(np.uint8)
+        off += size
+    return b
