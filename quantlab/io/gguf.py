@@ -28,6 +28,7 @@ kept (:attr:`GGUFFile.kv`) so a writer can copy metadata exactly.
 """
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
@@ -207,9 +208,11 @@ class GGUFFile:
         size = self.path.stat().st_size
         if size < 24:
             raise GGUFError(f"{self.path}: {size} bytes is too short for a GGUF header (24 bytes)")
-        self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
+        with open(self.path, "rb") as f:
+            self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self._map = np.frombuffer(self._mmap, dtype=np.uint8)       # read-only view, no copy
         try:
-            self._parse(_Cursor(memoryview(self._map), size))
+            self._parse(_Cursor(memoryview(self._mmap), size))
         except _Truncated as exc:
             raise GGUFError(f"{self.path}: truncated or corrupt ({exc}) while reading "
                             f"{self._where}") from None
@@ -323,6 +326,23 @@ class GGUFFile:
     def dequantize(self, name: str) -> np.ndarray:
         """The tensor decoded to float32 through quantlab's format classes."""
         return self.qtensor(name).dequantize()
+
+    def release(self, name: str) -> None:
+        """Let the OS drop the tensor's pages from memory (they are re-read if touched again).
+
+        Reading a memory-mapped tensor keeps its pages resident; a tool that walks a large
+        model once (like the quantizer) calls this after each tensor so that resident memory
+        stays near one tensor instead of growing to the whole file (llama.cpp unmaps too).
+        """
+        advice = getattr(mmap, "MADV_DONTNEED", None)
+        if advice is None:
+            return
+        info = self._info(name)
+        page = mmap.PAGESIZE
+        start = -(-info.offset // page) * page                 # whole pages inside the tensor
+        end = (info.offset + info.nbytes) // page * page
+        if end > start:
+            self._mmap.madvise(advice, start, end - start)
 
     def __repr__(self) -> str:
         return f"GGUFFile({str(self.path)!r}, v{self.version}, {len(self.tensors)} tensors)"

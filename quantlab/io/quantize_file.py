@@ -135,7 +135,7 @@ def resolve_type(type_name: str, pure: bool = False) -> str:
                       f"{', '.join(sorted(set(by_default) - set(mixes.FTYPES)))}")
 
 
-def _check_type(t: str | None, what: str) -> str | None:
+def _check_type(t: str | None) -> str | None:
     if t is None:
         return None
     return by_type(t).ggml_name        # FormatError lists the supported ggml types
@@ -156,8 +156,8 @@ def quantize_file(src, dst, type_name: str, *, imatrix=None, pure: bool = False,
     src = Path(src)
     ftype = resolve_type(type_name, pure)
     file_type, _ = mixes.FTYPES[ftype]
-    out_t = _check_type(output_tensor_type, "--output-tensor-type")
-    emb_t = _check_type(token_embedding_type, "--token-embedding-type")
+    out_t = _check_type(output_tensor_type)
+    emb_t = _check_type(token_embedding_type)
     g = GGUFFile(src)
 
     im, imp = None, {}
@@ -192,7 +192,7 @@ def quantize_file(src, dst, type_name: str, *, imatrix=None, pure: bool = False,
 
     metadata = _output_metadata(g, file_type, imatrix, im, len(imp))
     specs = [TensorSpec(t.name, type_out, t.shape) for t, type_out, _ in plan]
-    data = _tensor_data(src, plan, chunk_elements, progress)
+    data = _tensor_data(g, plan, chunk_elements, progress)
     inputs = [src] + ([Path(imatrix)] if imatrix is not None else [])
     write_gguf(dst, metadata, specs, data, inputs=inputs)
     report.seconds = time.perf_counter() - t0
@@ -253,7 +253,7 @@ def _output_metadata(g: GGUFFile, file_type: int, imatrix, im, n_entries: int) -
     return out
 
 
-def _tensor_data(src, plan, chunk_elements, progress):
+def _tensor_data(g: GGUFFile, plan, chunk_elements, progress):
     """Yield, per tensor, its output bytes: the source view, or a generator of row chunks."""
     from tqdm.auto import tqdm
     with tqdm(plan, desc="quantizing", unit="tensor", disable=not progress, leave=False) as bar:
@@ -262,7 +262,8 @@ def _tensor_data(src, plan, chunk_elements, progress):
             if type_out == t.type_name:
                 yield t.data
             else:
-                yield _convert(src, t, type_out, vec, chunk_elements)
+                yield _convert(g.path, t, type_out, vec, chunk_elements)
+            g.release(t.name)          # written: let the OS drop the input pages
 
 
 def _convert(src, t, type_out, vec, chunk_elements):

@@ -322,3 +322,12 @@ def test_missing_file_and_short_file(tmp_path):
         GGUFFile(tmp_path / "nope.gguf")
     with pytest.raises(GGUFError, match="too short"):
         _open_bytes(b"", tmp_path)
+
+
+def test_release_keeps_data_readable():
+    g = GGUFFile(golden("imatrix-smollm2-pydoc.gguf"))
+    name = "blk.0.ffn_down.weight.in_sum2"
+    before = bytes(g.tensors[name].data)
+    for t in g.tensors:
+        g.release(t)
+    assert bytes(g.tensors[name].data) == before          # pages are re-read from the file
