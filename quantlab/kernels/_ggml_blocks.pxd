@@ -15,8 +15,14 @@ cdef extern from *:
     /* IEEE half bits -> float32, exact: move the 15 magnitude bits under the float32
        exponent and rescale by 2^112 (this also normalises half subnormals exactly);
        Inf/NaN get the all-ones exponent back.  Same values as numpy's float16 -> float32. */
+    #if defined(__F16C__) || defined(__SSSE3__)
+    #include <immintrin.h>
+    #endif
     static inline float ql_half(const uint8_t *p) {
         uint16_t h = (uint16_t)(p[0] | (p[1] << 8));
+    #if defined(__F16C__)
+        return _cvtsh_ss(h);              /* the same exact widening, in one instruction */
+    #endif
         union { uint32_t u; float f; } o;
         o.u = (uint32_t)(h & 0x7FFF) << 13;
         o.f *= 0x1p112f;
@@ -42,6 +48,51 @@ cdef extern from *:
         o.u = (uint32_t)(p[0] | (p[1] << 8)) << 16;
         return o.f;
     }
+    /* 16 packed bytes -> 32 levels: low nibbles are elements 0..15, high nibbles 16..31;
+       then either subtract off (table == NULL) or look each nibble up in a 16-entry table. */
+    static inline void ql_nibbles(const uint8_t *qs, int8_t *q, int off, const int8_t *table) {
+    #if defined(__SSSE3__)
+        const __m128i m = _mm_set1_epi8(15);
+        __m128i b = _mm_loadu_si128((const __m128i *)qs);
+        __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+        if (table) {
+            __m128i t = _mm_loadu_si128((const __m128i *)table);
+            lo = _mm_shuffle_epi8(t, lo);
+            hi = _mm_shuffle_epi8(t, hi);
+        } else {
+            lo = _mm_sub_epi8(lo, _mm_set1_epi8((char)off));
+            hi = _mm_sub_epi8(hi, _mm_set1_epi8((char)off));
+        }
+        _mm_storeu_si128((__m128i *)q, lo);
+        _mm_storeu_si128((__m128i *)(q + 16), hi);
+    #else
+        for (int j = 0; j < 16; j++) {
+            q[j] = table ? table[qs[j] & 15] : (int8_t)((qs[j] & 15) - off);
+            q[j + 16] = table ? table[qs[j] >> 4] : (int8_t)((qs[j] >> 4) - off);
+        }
+    #endif
+    }
+    /* 32 table values as float32 times d: y[j] = d·table[nibble j] (low nibbles are
+       elements 0..15, high nibbles 16..31).  Products are exact-rounded either way. */
+    static inline void ql_lookup_f32(const uint8_t *qs, float *y, float d, const int8_t *table) {
+    #if defined(__AVX2__)
+        const __m128i m = _mm_set1_epi8(15);
+        __m128i b = _mm_loadu_si128((const __m128i *)qs);
+        __m128i t = _mm_loadu_si128((const __m128i *)table);
+        __m128i lo = _mm_shuffle_epi8(t, _mm_and_si128(b, m));
+        __m128i hi = _mm_shuffle_epi8(t, _mm_and_si128(_mm_srli_epi16(b, 4), m));
+        __m256 vd = _mm256_set1_ps(d);
+        _mm256_storeu_ps(y,      _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+        _mm256_storeu_ps(y + 8,  _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+        _mm256_storeu_ps(y + 16, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+        _mm256_storeu_ps(y + 24, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+    #else
+        for (int j = 0; j < 16; j++) {
+            y[j] = d * (float)table[qs[j] & 15];
+            y[j + 16] = d * (float)table[qs[j] >> 4];
+        }
+    #endif
+    }
     """
     float ql_half(const uint8_t *p) noexcept nogil
     float ql_f32(const uint8_t *p) noexcept nogil
@@ -52,6 +103,8 @@ cdef extern from *:
     const int8_t QL_MXFP4[16]
     const uint8_t QL_POW3[5]
     float ql_bf16(const uint8_t *p) noexcept nogil
+    void ql_nibbles(const uint8_t *qs, int8_t *q, int off, const int8_t *table) noexcept nogil
+    void ql_lookup_f32(const uint8_t *qs, float *y, float d, const int8_t *table) noexcept nogil
 
 ctypedef void (*deq_fn)(const uint8_t *b, float *y) noexcept nogil
 
@@ -132,20 +185,12 @@ cdef inline void deq_q8_1(const uint8_t *b, float *y) noexcept nogil:
 
 cdef inline void deq_iq4_nl(const uint8_t *b, float *y) noexcept nogil:
     # [d:2][qs:16]   y = d·K[idx]
-    cdef float d = ql_half(b)
-    cdef int j
-    for j in range(16):
-        y[j] = d * <float>QL_IQ4NL[b[2 + j] & 15]
-        y[j + 16] = d * <float>QL_IQ4NL[b[2 + j] >> 4]
+    ql_lookup_f32(b + 2, y, ql_half(b), QL_IQ4NL)
 
 
 cdef inline void deq_mxfp4(const uint8_t *b, float *y) noexcept nogil:
     # [e:1][qs:16]   y = E2M1(idx)·2^(e-127), computed as (2·E2M1)·2^(e-128) like ggml
-    cdef float d = ql_e8m0_half(b[0])
-    cdef int j
-    for j in range(16):
-        y[j] = <float>QL_MXFP4[b[1 + j] & 15] * d
-        y[j + 16] = <float>QL_MXFP4[b[1 + j] >> 4] * d
+    ql_lookup_f32(b + 1, y, ql_e8m0_half(b[0]), QL_MXFP4)
 
 
 # ---------------------------------------------------------------- K-quants (§5), 256 elements
@@ -246,15 +291,11 @@ cdef inline void deq_iq4_xs(const uint8_t *b, float *y) noexcept nogil:
     # [d:2][scales_h:2][scales_l:4][qs:128]   c_b 6-bit ; y = (d·(c_b - 32))·K[idx]
     cdef float d = ql_half(b), dl
     cdef uint32_t sh = b[2] | (b[3] << 8)
-    cdef int ib, j, ls
-    cdef const uint8_t *qs
+    cdef int ib, ls
     for ib in range(8):
         ls = ((b[4 + ib // 2] >> (4 * (ib % 2))) & 15) | (((sh >> (2 * ib)) & 3) << 4)
         dl = d * <float>(ls - 32)
-        qs = b + 8 + 16 * ib
-        for j in range(16):
-            y[32 * ib + j] = dl * <float>QL_IQ4NL[qs[j] & 15]
-            y[32 * ib + j + 16] = dl * <float>QL_IQ4NL[qs[j] >> 4]
+        ql_lookup_f32(b + 8 + 16 * ib, y + 32 * ib, dl, QL_IQ4NL)
 
 
 # ---------------------------------------------------------------- ternary (TQ1_0, TQ2_0)

@@ -1,0 +1,182 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Fused mat-vec and small mat-mat on packed ggml weights: the weight stays in its bytes.
+
+``out[t, o] = Σ_e W[o, e]·x[t, e]`` for weights ``w`` of shape (n_out, row bytes) in a ggml
+block type, without a float32 copy of the matrix: each thread takes a static range of
+output rows and decodes one row at a time into a small private buffer, which all T tokens
+then share.
+
+==========================================  ==================================================
+kernel                                      NumPy twin (quantlab/formats/ggml/dot.py)
+==========================================  ==================================================
+``matmul_q8(type, w, a, out, n_threads)``   ``matmul_q8(fmt, w, a)``: activations already in
+                                            the partner format (Q8_0/Q8_1/Q8_K); integer dot
+                                            products, bit-identical to the twin
+``matmul_f32(type, w, x, out, n_threads)``  ``matmul_f32(fmt, w, x)``: float32 activations,
+                                            ``x @ dequantize(w).T`` within float tolerance
+==========================================  ==================================================
+
+Each output element is computed by one thread in a fixed order, so results do not depend
+on the number of threads.
+"""
+from cython.parallel cimport parallel, prange
+from libc.stdint cimport uint8_t, int8_t
+from libc.stdlib cimport malloc, free
+cimport quantlab.kernels._openmp as _omp
+from quantlab.kernels._ggml_blocks cimport deq_fn, deq_for
+from quantlab.kernels._ggml_dots cimport *
+
+import numpy as np
+
+from quantlab.errors import KernelError
+from quantlab.kernels._checks import buffer, threads
+from quantlab.kernels._dequant import GGML_TYPES, type_info
+
+OPENMP = bool(_omp.QL_OPENMP)
+
+# weight type id -> partner (activation) type id, as ggml's vec_dot_type
+PARTNER = {2: 8, 6: 8, 8: 8, 20: 8, 39: 8, 3: 9, 7: 9, 10: 15, 11: 15, 12: 15, 13: 15, 14: 15, 23: 15}
+
+cdef extern from *:
+    """
+    /* Σ a[k]·b[k] in float32 with 16 independent lane accumulators (so the compiler can use
+       SIMD without reassociating), then the lanes and the tail added in a fixed order. */
+    static inline float ql_dot_f32(const float *a, const float *b, Py_ssize_t n) {
+        float acc[16] = {0};
+        Py_ssize_t i = 0;
+        for (; i + 16 <= n; i += 16)
+            for (int k = 0; k < 16; k++) acc[k] += a[i + k] * b[i + k];
+        float s = 0.0f;
+        for (int k = 0; k < 16; k++) s += acc[k];
+        for (; i < n; i++) s += a[i] * b[i];
+        return s;
+    }
+    """
+    float ql_dot_f32(const float *a, const float *b, Py_ssize_t n) noexcept nogil
+
+
+cdef unpack_fn _unpack_for(int t) noexcept nogil:
+    if t == 2: return unpack_q4_0
+    if t == 3: return unpack_q4_1
+    if t == 6: return unpack_q5_0
+    if t == 7: return unpack_q5_1
+    if t == 8: return unpack_q8_0
+    if t == 20: return unpack_iq4_nl
+    if t == 39: return unpack_mxfp4
+    if t == 10: return unpack_q2_k
+    if t == 11: return unpack_q3_k
+    if t == 12: return unpack_q4_k
+    if t == 13: return unpack_q5_k
+    if t == 14: return unpack_q6_k
+    if t == 23: return unpack_iq4_xs
+    return NULL
+
+
+cdef vd_fn _vd_for(int t) noexcept nogil:
+    if t == 2: return vd_q4_0
+    if t == 3: return vd_q4_1
+    if t == 6: return vd_q5_0
+    if t == 7: return vd_q5_1
+    if t == 8: return vd_q8_0
+    if t == 20: return vd_iq4_nl
+    if t == 39: return vd_mxfp4
+    if t == 10: return vd_q2_k
+    if t == 11: return vd_q3_k
+    if t == 12: return vd_q4_k
+    if t == 13: return vd_q5_k
+    if t == 14: return vd_q6_k
+    if t == 23: return vd_iq4_xs
+    return NULL
+
+
+def _weights(ggml_type, w, what):
+    """Validate packed weights; returns (n_blocks per row, row length n)."""
+    name, bs, ts = type_info(ggml_type, what)
+    buffer(w, np.uint8, (None, None), "w", what)
+    if w.shape[1] == 0 or w.shape[1] % ts:
+        raise KernelError(f"{what}: w rows must be whole {name} blocks ({ts} bytes each), "
+                          f"got {w.shape[1]} bytes per row")
+    return w.shape[1] // ts, w.shape[1] // ts * bs
+
+
+def matmul_q8(ggml_type, w, a, out, n_threads=1):
+    """Twin of ``dot.matmul_q8``: ``out[t, o] = vec_dot(w[o], a[t])`` in integers.
+
+    w    (n_out, row bytes) uint8: packed weights of a type in ``PARTNER``
+    a    (T, partner row bytes) uint8: activations quantized to the partner format
+    out  (T, n_out) float32, overwritten
+    """
+    what = "matmul_q8"
+    if ggml_type not in PARTNER:
+        raise KernelError(f"{what}: no integer dot product for ggml type {ggml_type!r}; "
+                          f"supported: {', '.join(GGML_TYPES[t][0] for t in PARTNER)}")
+    nb, n = _weights(ggml_type, w, what)
+    pname, pbs, pts = GGML_TYPES[PARTNER[ggml_type]]
+    if n % pbs:
+        raise KernelError(f"{what}: row length {n} is not a multiple of {pname}'s block {pbs}")
+    buffer(a, np.uint8, (None, n // pbs * pts), f"a ({pname} activations)", what)
+    buffer(out, np.float32, (a.shape[0], w.shape[0]), "out", what, out=True)
+    if not _matmul_q8(ggml_type, w, a, out, nb, n, threads(n_threads, what)):
+        raise MemoryError(f"{what}: could not allocate a {n}-byte row buffer")
+
+
+cdef bint _matmul_q8(int typ, const uint8_t[:, ::1] w, const uint8_t[:, ::1] a, float[:, ::1] out,
+                     Py_ssize_t nb, Py_ssize_t n, int n_threads):
+    cdef unpack_fn unpack = _unpack_for(typ)
+    cdef vd_fn vd = _vd_for(typ)
+    cdef Py_ssize_t o, t, n_out = w.shape[0], T = a.shape[0]
+    cdef int8_t *q
+    cdef int failed = 0
+    cdef int *flag = &failed            # shared: written through the pointer by any thread
+    if n_out == 0 or T == 0:
+        return True
+    with nogil, parallel(num_threads=n_threads):
+        q = <int8_t *>malloc(n)
+        if q == NULL:
+            flag[0] = 1
+        else:
+            for o in prange(n_out, schedule="static"):
+                unpack(&w[o, 0], q, nb)                 # the row's levels, once for all tokens
+                for t in range(T):
+                    out[t, o] = vd(&w[o, 0], q, &a[t, 0], nb)
+            free(q)
+    return failed == 0
+
+
+def matmul_f32(ggml_type, w, x, out, n_threads=1):
+    """Twin of ``dot.matmul_f32``: ``out = x @ dequantize(w).T`` with float32 activations.
+
+    w    (n_out, row bytes) uint8: packed weights of any type ``_dequant`` knows
+    x    (T, n) float32
+    out  (T, n_out) float32, overwritten
+    """
+    what = "matmul_f32"
+    nb, n = _weights(ggml_type, w, what)
+    buffer(x, np.float32, (None, n), "x", what)
+    buffer(out, np.float32, (x.shape[0], w.shape[0]), "out", what, out=True)
+    if not _matmul_f32(ggml_type, w, x, out, nb, n, threads(n_threads, what)):
+        raise MemoryError(f"{what}: could not allocate a {n}-float row buffer")
+
+
+cdef bint _matmul_f32(int typ, const uint8_t[:, ::1] w, const float[:, ::1] x, float[:, ::1] out,
+                      Py_ssize_t nb, Py_ssize_t n, int n_threads):
+    cdef deq_fn deq = deq_for(typ)
+    cdef Py_ssize_t o, t, b, n_out = w.shape[0], T = x.shape[0]
+    cdef Py_ssize_t ts = w.shape[1] // nb, bs = n // nb
+    cdef float *row
+    cdef int failed = 0
+    cdef int *flag = &failed            # shared: written through the pointer by any thread
+    if n_out == 0 or T == 0:
+        return True
+    with nogil, parallel(num_threads=n_threads):
+        row = <float *>malloc(n * sizeof(float))
+        if row == NULL:
+            flag[0] = 1
+        else:
+            for o in prange(n_out, schedule="static"):
+                for b in range(nb):                     # decode the row once for all tokens
+                    deq(&w[o, 0] + b * ts, row + b * bs)
+                for t in range(T):
+                    out[t, o] = ql_dot_f32(row, &x[t, 0], n)
+            free(row)
+    return failed == 0
