@@ -17,6 +17,7 @@ loaded by path, so ggml tests have one import line.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 from functools import lru_cache
@@ -109,3 +110,27 @@ def random_blocks(fmt, n_blocks: int, rng: np.random.Generator) -> np.ndarray:
             b[:, off:off + 2] = h.view(np.uint8)
         off += size
     return b
+
+
+def _splitmix(k: int) -> float:
+    m = 2**64
+    z = (k + 1) * 0x9E3779B97F4A7C15 % m
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9 % m
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EB % m
+    return ((z ^ (z >> 31)) >> 11) / 2**53
+
+
+@lru_cache(maxsize=None)
+def conformance_inputs():
+    """Spec §12: the 4 × 512 matrix X and imatrix QW (checksums asserted). Treat as read-only."""
+    base = np.array([[((2 * _splitmix(512 * r + c) - 1) ** 3) * 2.0 for c in range(512)]
+                     for r in range(4)])
+    base[1] *= 0.01
+    base[2][100] = 25.0
+    base[3][0:64] = 0.0
+    x = base.astype(np.float32)
+    qw = np.array([0.5 + ((37 * j) % 11) / 4 for j in range(512)], dtype=np.float32)
+    qw[np.arange(512) % 13 == 0] = 0
+    assert hashlib.sha256(x.tobytes()).hexdigest().startswith("15cfe8d7e92644fc")
+    assert hashlib.sha256(qw.tobytes()).hexdigest().startswith("d6b398ba016f9c6f")
+    return x, qw

@@ -20,7 +20,8 @@ from hypothesis.extra.numpy import arrays
 import quantlab as ql
 from quantlab.errors import FormatError, InputError, ShapeError
 from quantlab.formats.ggml import by_type
-from ggml_golden import assert_bytes_equal, assert_floats_identical, golden_params, random_blocks
+from ggml_golden import (assert_bytes_equal, assert_floats_identical, conformance_inputs,
+                         golden_params, random_blocks)
 
 f32 = np.float32
 GOLDEN_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "F16", "BF16"]
@@ -60,29 +61,6 @@ def test_worked_example_q8_0_and_q4_0():
     # with an all-ones imatrix the QX search moves the scale and element 13 (spec §11.2)
     assert (bytes(ql.quantize(X11, "q4_0", imatrix=np.ones(32, f32)).data).hex()
             == "96b157eb723fa658cc10d8746db6328b64f9")
-
-
-def _splitmix(k: int) -> float:
-    m = 2**64
-    z = (k + 1) * 0x9E3779B97F4A7C15 % m
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9 % m
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EB % m
-    return ((z ^ (z >> 31)) >> 11) / 2**53
-
-
-def conformance_inputs():
-    """Spec §12: the 4 × 512 matrix X and the imatrix QW, with their published checksums."""
-    base = np.array([[((2 * _splitmix(512 * r + c) - 1) ** 3) * 2.0 for c in range(512)]
-                     for r in range(4)])
-    base[1] *= 0.01
-    base[2][100] = 25.0
-    base[3][0:64] = 0.0
-    x = base.astype(f32)
-    qw = np.array([0.5 + ((37 * j) % 11) / 4 for j in range(512)], dtype=f32)
-    qw[np.arange(512) % 13 == 0] = 0
-    assert hashlib.sha256(x.tobytes()).hexdigest().startswith("15cfe8d7e92644fc")
-    assert hashlib.sha256(qw.tobytes()).hexdigest().startswith("d6b398ba016f9c6f")
-    return x, qw
 
 
 SPEC12 = [("ggml_f16", False, "6882ad41c6af1478506b5d83181d8449983a085debe84247b2f11c97aa6c31b6"),
