@@ -171,10 +171,10 @@ def save_imatrix(path, entries: dict, *, dataset: str | list[str] = (), chunks: 
     ``entries`` maps a weight name to ``(sum2, count)``: ``sum2`` the per-column sums of
     squared activations, shape ``(n_in,)`` or ``(n_mat, n_in)`` for expert tensors, and
     ``count`` the number of token rows summed (a number, or ``(n_mat,)``).  ``dataset``
-    names the calibration text(s); ``chunks`` is how many chunks of ``chunk_size`` tokens
+    names the calibration text(s) (none: ``""``); ``chunks`` is how many chunks of ``chunk_size`` tokens
     were processed.  Entries are written sorted by name, like llama.cpp.
     """
-    datasets = [dataset] if isinstance(dataset, str) else list(dataset)
+    datasets = ([dataset] if dataset else []) if isinstance(dataset, str) else list(dataset)
     tensors, data = [], []
     for name in sorted(entries):
         sum2, count = entries[name]

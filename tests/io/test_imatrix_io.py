@@ -137,3 +137,8 @@ def test_importance_helper_matches_definition():
     assert np.array_equal(importance(sums, np.array([4.0])), np.array([0.5, 1.0], np.float32))
     assert np.array_equal(importance(sums, np.array([0.0])), np.array([1.0, 1.0], np.float32))
     assert GGUFFile(golden(GOLDEN)).metadata["general.type"] == "imatrix"
+
+
+def test_no_dataset_writes_an_empty_list(tmp_path):
+    p = save_imatrix(tmp_path / "n.gguf", {"w": (np.ones(2), 1)}, dataset="", chunks=0)
+    assert read_imatrix(p).datasets == [] and GGUFFile(p).kv["imatrix.datasets"].value == []
