@@ -98,8 +98,9 @@ class GGMLMXFP4(GGMLFormat):
         return {k: v[0] for k, v in self._decode(np.asarray(block, np.uint8).reshape(1, -1)).items()}
 
     def dequantize_blocks(self, blocks):
-        # y = K[code]·d with d = 2^(e-128)
-        return KVALUES_MXFP4[unpack_nibbles(blocks[:, 1:17])] * e8m0_half(blocks[:, 0])[:, None]
+        # y = K[code]·d with d = 2^(e-128)   (e = 255: ±12·2^127 is ±inf, as in ggml)
+        with np.errstate(over="ignore"):
+            return KVALUES_MXFP4[unpack_nibbles(blocks[:, 1:17])] * e8m0_half(blocks[:, 0])[:, None]
 
 
 register(GGMLMXFP4())
