@@ -274,3 +274,52 @@ def test_cli_quantize_and_info(f32, tmp_path, capsys):
     assert main(["quantize", str(part), str(part), "Q8_0", "-q"]) == 2
     assert "quantlab: error:" in capsys.readouterr().err
     assert main(["info", str(tmp_path / "missing.gguf")]) == 2
+
+
+# ---------------------------------------------------------------------------- every type
+def _tiny_model(path: Path, rng) -> Path:
+    """A 2-layer llama-shaped F32 model with 256-wide rows (no fallbacks), untied output."""
+    shapes = {"token_embd.weight": (64, 256), "output.weight": (64, 256), "output_norm.weight": (256,)}
+    for i in range(2):
+        shapes.update({f"blk.{i}.attn_norm.weight": (256,), f"blk.{i}.attn_q.weight": (256, 256),
+                       f"blk.{i}.attn_k.weight": (64, 256), f"blk.{i}.attn_v.weight": (64, 256),
+                       f"blk.{i}.attn_output.weight": (256, 256), f"blk.{i}.ffn_norm.weight": (256,),
+                       f"blk.{i}.ffn_gate.weight": (512, 256), f"blk.{i}.ffn_up.weight": (512, 256),
+                       f"blk.{i}.ffn_down.weight": (256, 512)})
+    md = {"general.architecture": "llama", "llama.block_count": GGUFValue(ValueType.UINT32, 2),
+          "llama.attention.head_count": GGUFValue(ValueType.UINT32, 4),
+          "llama.attention.head_count_kv": GGUFValue(ValueType.UINT32, 1)}
+    write_gguf(path, md, [TensorSpec(n, "F32", s) for n, s in shapes.items()],
+               [(rng.standard_normal(s) * 0.02).astype(np.float32) for s in shapes.values()])
+    return path
+
+
+@pytest.mark.parametrize("type_name,pure", [(ft, False) for ft in (
+    "Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q5_K_S", "Q5_K_M", "Q6_K",
+    "Q4_1", "Q5_1", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4_MOE", "F16", "BF16")] +
+    [("MXFP4", True), ("Q4_K", True)])
+def test_every_file_type_writes_what_gguf_py_decodes(tmp_path, type_name, pure):
+    rng = np.random.default_rng(7)
+    src = _tiny_model(tmp_path / "tiny.gguf", rng)
+    g_src = GGUFFile(src)
+    sums = {n: (rng.random(t.shape[-1]) * 3, 10) for n, t in g_src.tensors.items()
+            if n.startswith("blk.") and len(t.shape) == 2}
+    im = save_imatrix(tmp_path / "im.gguf", sums, dataset="random", chunks=1)
+    out = tmp_path / "out.gguf"
+    report = quantize_file(src, out, type_name, pure=pure, progress=False,
+                           imatrix=im if type_name == "Q2_K_S" else None)
+    g, ref = GGUFFile(out), gguf.GGUFReader(out)
+    assert g.kv["general.file_type"].value == report.file_type
+    for t in ref.tensors:
+        rec = next(r for r in report.records if r.name == t.name)
+        assert t.tensor_type.name == rec.type_out
+        theirs = gguf.quants.dequantize(np.asarray(t.data), t.tensor_type).reshape(rec.shape)
+        assert np.array_equal(g.dequantize(t.name), theirs, equal_nan=True), t.name
+        if rec.action == "quantize":                                 # bytes = the format's
+            x = g_src.tensors[t.name].data.view(np.float32).reshape(rec.shape)
+            qw = load_imatrix(im).get(t.name) if type_name == "Q2_K_S" else None
+            want = by_type(rec.type_out).quantize(x, imatrix=qw).data
+            assert np.array_equal(np.asarray(t.data).reshape(want.shape), want), t.name
+    types = set(report.type_counts())
+    if not pure and type_name.startswith(("Q3_K_M", "Q5_K_M")):
+        assert "Q6_K" in types or "Q5_K" in types                   # the mix really mixes
