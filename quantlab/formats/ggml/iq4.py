@@ -21,7 +21,7 @@ import numpy as np
 
 from ..base import register
 from .base import GGMLFormat
-from .legacy import (check_scales, first_max_abs_ggml, inverse, pack_nibbles, u16_bytes,
+from .common import (check_scales, first_max_abs_ggml, inverse, pack_nibbles, u16_bytes,
                      unpack_nibbles)
 from .numerics import f32, fp16, half, rne, seq_sum
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..base import register
 from .base import GGMLFormat
-from .legacy import c_int, pack_nibbles, unpack_nibbles
+from .common import c_int, pack_nibbles, unpack_nibbles
 from .numerics import f32
 
 __all__ = ["GGMLMXFP4", "KVALUES_MXFP4"]

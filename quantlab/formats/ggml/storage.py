@@ -12,7 +12,7 @@ import numpy as np
 from .. import ieee
 from ..base import register
 from .base import GGMLFormat
-from .legacy import check_scales, refuse_overflow
+from .common import check_scales, refuse_overflow
 from .numerics import f32, fp16
 
 __all__ = ["F32", "F16", "BF16"]

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..base import register
 from .base import GGMLFormat
-from .legacy import check_scales, inverse, u16_bytes
+from .common import check_scales, inverse, u16_bytes
 from .numerics import f32, fp16, half, rhaz
 
 __all__ = ["TQ1_0", "TQ2_0", "ternary_trits"]
