@@ -194,6 +194,19 @@ def test_zero_block(name):
         assert np.all(qt.dequantize() == 0)
 
 
+def test_signed_zeros_follow_ggml_scans():
+    """ggml's scans replace only on strict </>: the first of equal values wins, and an
+    all-zero block keeps the start value +0 for the max-abs element (so d = +0/−8 = −0)."""
+    neg = np.full((1, 32), -0.0, f32)
+    assert bytes(ql.quantize(neg, "q4_0").data).hex() == "0080" + "88" * 16
+    assert bytes(ql.quantize(neg, "q5_0").data).hex() == "0080" + "ff" * 4 + "00" * 16
+    mixed = np.zeros((2, 32), f32)
+    mixed[0, 0] = -0.0                                     # min scan keeps the first zero met
+    mixed[1, 1:] = -0.0
+    b = np.asarray(ql.quantize(mixed, "q4_1").data).reshape(2, 20)
+    assert bytes(b[:, 2:4]).hex() == "0080" + "0000"       # m = fp16(first minimum)
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.sampled_from(["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]), st.integers(0, 2**32 - 1))
 def test_blocks_are_independent(name, seed):
