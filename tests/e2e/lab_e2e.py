@@ -93,7 +93,7 @@ def drive(port: int, token: str, name: str) -> dict:
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
                                    timeout=TIMEOUT_S * 1000, state="attached")
             page.click("li.lm-MenuBar-item:has-text('Run')")
-            page.click("li.lm-Menu-item[data-command='notebook:run-all-cells']")
+            page.locator(".lm-Menu-item:has-text('Run All Cells')").first.click()
             flipper = page.wait_for_selector(".quantlab-bit-flipper", timeout=TIMEOUT_S * 1000)
             flipper.scroll_into_view_if_needed()
             shown = page.locator(".quantlab-bit-flipper .quantlab-shown")
