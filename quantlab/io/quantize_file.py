@@ -168,11 +168,14 @@ def quantize_file(src, dst, type_name: str, *, imatrix=None, pure: bool = False,
             raise InputError(f"imatrix {imatrix}: none of its {len(imp)} entries (e.g. "
                              f"{next(iter(imp))!r}) names a tensor of {src}; is it for another model?")
 
-    types = mixes.choose_types([(t.name, t.shape, t.type_name) for t in g.tensors.values()],
-                               ftype, has_imatrix=im is not None, pure=pure,
-                               output_tensor_type=out_t, token_embedding_type=emb_t,
-                               leave_output_tensor=leave_output_tensor,
-                               **mixes.model_params(g.metadata))
+    try:
+        types = mixes.choose_types([(t.name, t.shape, t.type_name) for t in g.tensors.values()],
+                                   ftype, has_imatrix=im is not None, pure=pure,
+                                   output_tensor_type=out_t, token_embedding_type=emb_t,
+                                   leave_output_tensor=leave_output_tensor,
+                                   **mixes.model_params(g.metadata))
+    except ShapeError as exc:                 # a row length no type of the mix can hold
+        raise ShapeError(f"{src}: {exc}") from None
     report = QuantizeReport(src, None if dry_run else Path(dst), ftype, file_type,
                             imatrix_file=None if imatrix is None else str(imatrix))
     plan = []

@@ -218,6 +218,9 @@ def test_bad_inputs_raise_and_leave_no_output(f32, tmp_path):
     q2ks = tmp_path / "q2ks.gguf"            # a 256-wide tensor gets Q2_K in a Q2_K_S file
     write_gguf(q2ks, {"general.architecture": "llama", "llama.block_count": 1},
                [TensorSpec("blk.0.ffn_gate.weight", "F32", (4, 256))], [np.ones(1024, np.float32)])
+    odd = tmp_path / "odd.gguf"              # rows of 100: no 32-element type can hold them
+    write_gguf(odd, {"general.architecture": "llama"},
+               [TensorSpec("blk.0.attn_q.weight", "F32", (2, 100))], [np.ones(200, np.float32)])
     corrupt = tmp_path / "corrupt.gguf"
     corrupt.write_bytes(part.read_bytes()[:-1000])
     cases = [
@@ -234,6 +237,8 @@ def test_bad_inputs_raise_and_leave_no_output(f32, tmp_path):
         (dict(src=q2ks, type_name="Q2_K_S"), InputError,
          r"blk.0.ffn_gate.weight.*needs an importance matrix"),
         (dict(type_name="Q8_0", dst=part), GGUFError, "is the input file"),
+        (dict(src=odd, type_name="Q4_0"), ShapeError,
+         r"odd.gguf: tensor 'blk.0.attn_q.weight': row length 100 is not a multiple of Q4_0"),
     ]
     for kw, exc, match in cases:
         src, dst = kw.pop("src", part), kw.pop("dst", out)
