@@ -29,6 +29,11 @@ test: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/quantlab lab
 
+# Real-browser check of lesson 2 (needs Debian's chromium: apt-get install -y chromium).
+e2e: $(STAMP)
+	$(VPY) -c "import playwright" 2>/dev/null || $(VPY) -m pip install -q "playwright>=1.40"
+	$(VPY) tests/e2e/lab_e2e.py
+
 clean:
 	rm -rf build quantlab/kernels/*.c quantlab/kernels/*.so quantlab/kernels/*.html \
 	       quantlab/kernels/_build_info.py

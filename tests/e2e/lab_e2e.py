@@ -79,6 +79,16 @@ def stop(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def accept_dialog(page, wait_s: float) -> None:
+    """Click the accept button of a JupyterLab dialog (e.g. "Select Kernel") if one shows."""
+    button = page.locator(".jp-Dialog .jp-mod-accept")
+    try:
+        button.first.wait_for(state="visible", timeout=max(wait_s, 0.1) * 1000)
+        button.first.click()
+    except Exception:                              # no dialog: nothing to accept
+        pass
+
+
 def drive(port: int, token: str, name: str) -> dict:
     from playwright.sync_api import sync_playwright
     OUT.mkdir(parents=True, exist_ok=True)
@@ -92,13 +102,26 @@ def drive(port: int, token: str, name: str) -> dict:
             page.wait_for_selector(".jp-Notebook", timeout=TIMEOUT_S * 1000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
                                    timeout=TIMEOUT_S * 1000, state="attached")
+            accept_dialog(page, wait_s=10)         # "Select Kernel" on first open
             page.click("li.lm-MenuBar-item:has-text('Run')")
             page.locator(".lm-Menu-item:has-text('Run All Cells')").first.click()
-            flipper = page.wait_for_selector(".quantlab-bit-flipper", timeout=TIMEOUT_S * 1000)
+            deadline = time.time() + TIMEOUT_S
+            while page.locator(".quantlab-bit-flipper").count() == 0:
+                accept_dialog(page, wait_s=0)
+                if time.time() > deadline:
+                    raise TimeoutError("the bit-flipper widget did not render")
+                time.sleep(1)
+            flipper = page.wait_for_selector(".quantlab-bit-flipper", timeout=30_000)
             flipper.scroll_into_view_if_needed()
             shown = page.locator(".quantlab-bit-flipper .quantlab-shown")
-            shown.wait_for(timeout=30_000)
+            page.wait_for_function(
+                "() => { const e = document.querySelector('.quantlab-bit-flipper .quantlab-shown');"
+                " return e !== null && e.innerText.trim().length > 0; }", timeout=60_000)
             before = shown.inner_text()
+            try:                                       # close the "Jupyter news?" toast
+                page.locator(".jp-toast-button:has-text('No')").first.click(timeout=2_000)
+            except Exception:
+                pass
             buttons = page.locator(".quantlab-bit-flipper button.widget-toggle-button")
             n_bits = buttons.count()
             buttons.nth(n_bits - 1).click()              # the last mantissa bit
@@ -106,6 +129,8 @@ def drive(port: int, token: str, name: str) -> dict:
                 "b => document.querySelector('.quantlab-bit-flipper .quantlab-shown')"
                 ".innerText !== b", arg=before, timeout=30_000)
             after = shown.inner_text()
+            page.evaluate("document.querySelector('.quantlab-bit-flipper')"
+                          ".scrollIntoView({block: 'center'})")
             time.sleep(0.5)
             page.screenshot(path=str(shot))
             return {"bits": n_bits, "before": before, "after": after, "screenshot": str(shot)}
