@@ -31,7 +31,18 @@ def test_errors_are_one_line_not_tracebacks(capsys):
     assert err.startswith("quantlab: error: unknown format 'nope'") and "Traceback" not in err
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+def _subcommands():
+    import argparse
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(sub.choices)
+
+
+def test_every_command_module_registers_a_subcommand():
+    assert len(_subcommands()) >= len(COMMANDS)
+
+
+@pytest.mark.parametrize("command", _subcommands())
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])
