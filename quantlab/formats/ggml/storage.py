@@ -47,6 +47,7 @@ class F32(_Storage):
     """
 
     name, ggml_name, ggml_type, type_size = "ggml_f32", "F32", 0, 4
+    oracle = "numpy (a byte copy)"
     summary = "ggml F32 storage: raw IEEE binary32 (32 bpw)"
     layout = (("value", 4, "IEEE binary32, little-endian"),)
 
