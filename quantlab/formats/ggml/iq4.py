@@ -5,9 +5,9 @@ bunch up near zero, where most weights are (``kvalues_iq4nl``)::
 
     K = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]
 
-    -127      -83   -49  -22 -10 1 13 25  38   53    69     89       113
-     |----+----|-----|---|---|---||--|---|----|-----|------|---------|
-     denser in the middle: more levels where the weights are
+    |-----|----|----|---|--|--|--|--|--|--|--|---|---|----|-----|     (to scale)
+    -127           -65              0           53             113
+    steps of 16-24 at the ends, 11-13 around 0: finer where most weights are
 
 and a weight is ``scale · K[index]``.  Both types share one search (``quantize_row_iq4_nl_impl``
 with ``ntry = 7``, run with *or without* an importance matrix): per 32 weights, try 16 scales
