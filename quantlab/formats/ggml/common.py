@@ -3,7 +3,7 @@
 Small functions every block format needs and that must behave exactly like ggml's C:
 
 * :func:`c_int` — float -> integer conversion of the x86-64 reference build (``cvttss2si``);
-* :func:`first_max_abs_ggml`, :func:`first_min_max` — ggml's strict scans (the first of equal
+* :func:`first_min_max` — ggml's strict scan (the first of equal
   values wins; an all-zero block keeps ggml's start value ``+0``);
 * :func:`inverse` — ``d ? 1/d : 0``;
 * :func:`pack_nibbles` / :func:`pack_qh` — the 32-element legacy layouts (also used by IQ4
@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import FormatError
-from .numerics import f32, first_max_abs
+from .numerics import f32
 
 __all__ = ["c_int", "pack_nibbles", "unpack_nibbles", "pack_qh", "unpack_qh", "u16_bytes",
-           "first_max_abs_ggml", "first_min_max", "inverse", "refuse_overflow", "check_scales"]
+           "first_min_max", "inverse", "refuse_overflow", "check_scales"]
 
 
 def c_int(v: np.ndarray, bits: int = 32) -> np.ndarray:
@@ -61,12 +61,6 @@ def unpack_qh(qh: np.ndarray) -> np.ndarray:
 def u16_bytes(bits: np.ndarray) -> np.ndarray:
     """(nb,) uint16 -> (nb, 2) little-endian bytes."""
     return np.asarray(bits, dtype="<u2").reshape(-1, 1).view(np.uint8)
-
-
-def first_max_abs_ggml(xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(amax, m)`` per block, with ggml's start value ``m = +0`` when every |x| is 0."""
-    amax, m = first_max_abs(xb)
-    return amax, np.where(amax == 0, f32(0), m).astype(f32)
 
 
 def first_min_max(xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

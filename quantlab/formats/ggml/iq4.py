@@ -21,9 +21,9 @@ import numpy as np
 
 from ..base import register
 from .base import GGMLFormat
-from .common import (check_scales, first_max_abs_ggml, inverse, pack_nibbles, u16_bytes,
+from .common import (check_scales, inverse, pack_nibbles, u16_bytes,
                      unpack_nibbles)
-from .numerics import f32, fp16, half, rne, seq_sum
+from .numerics import f32, first_max_abs, fp16, half, rne, seq_sum
 
 __all__ = ["IQ4_NL", "IQ4_XS", "KVALUES", "best_index_int8", "iq4_scales"]
 
@@ -72,7 +72,7 @@ def iq4_scales(xb: np.ndarray, w: np.ndarray) -> np.ndarray:
         s = Σ(w·q)·x / Σ(w·q)·q ,  best = s·Σ(w·q)·x
         for t = -7..7:  id = (t − 127) / m ; refit ; keep s if Σqx²/Σq² beats best
     """
-    amax, m = first_max_abs_ggml(xb)
+    amax, m = first_max_abs(xb)
     zero = amax < GROUP_MAX_EPS
     m = np.where(zero, f32(1), m).astype(f32)        # placeholder, masked out at the end
     xt, wt = np.ascontiguousarray(xb.T), np.ascontiguousarray(w.T)      # (32, nb)
@@ -190,7 +190,7 @@ class IQ4_XS(GGMLFormat):
         xb = xs.reshape(-1, 32)                                          # (nsb·8, 32)
         with np.errstate(all="ignore"):
             S = iq4_scales(xb, _weights(x, imatrix, 256)).reshape(-1, 8)   # (nsb, 8)
-            _, s_max = first_max_abs_ggml(S)
+            _, s_max = first_max_abs(S)
             # d = -max_scale / 32  (all-zero super-block: -0.0 -> fp16 0x8000)
             d = -s_max / f32(32)
             l = np.clip(rne(inverse(d)[:, None] * S), -32, 31)             # (nsb, 8)

@@ -38,9 +38,9 @@ import numpy as np
 
 from ..base import register
 from .base import GGMLFormat
-from .common import (c_int, check_scales, first_max_abs_ggml, first_min_max, inverse, pack_nibbles,
+from .common import (c_int, check_scales, first_min_max, inverse, pack_nibbles,
                      pack_qh, u16_bytes, unpack_nibbles, unpack_qh)
-from .numerics import f32, fp16, half, rhaz, seq_sum
+from .numerics import f32, first_max_abs, fp16, half, rhaz, seq_sum
 from .search import qkx3_quants, qx_quants
 
 __all__ = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "row_weights"]
@@ -117,7 +117,7 @@ class Q4_0(_Legacy32):
     layout = (("d", 2, "fp16 scale"), ("qs", 16, "32 × 4-bit levels, byte j = elements j | j+16 << 4"))
 
     def quantize_ref(self, xb):
-        amax, m = first_max_abs_ggml(xb)                                # (nb,)
+        amax, m = first_max_abs(xb)                                # (nb,)
         # d = max / -8 : the largest-magnitude element maps to level 0
         d = m / f32(-8)
         ident = inverse(d)
@@ -214,7 +214,7 @@ class Q5_0(_Legacy32):
               ("qs", 16, "low 4 bits of 32 levels, byte j = elements j | j+16 << 4"))
 
     def quantize_ref(self, xb):
-        amax, m = first_max_abs_ggml(xb)
+        amax, m = first_max_abs(xb)
         # d = max / -16 ; q = min(31, (int8)(x·id + 16.5))
         d = m / f32(-16)
         ident = inverse(d)

@@ -22,11 +22,18 @@ __all__ = ["f32", "seq_sum", "rne", "rhaz", "fp16", "half", "rt16", "first_max_a
 
 
 def seq_sum(a: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Σ along ``axis`` as ggml does it: ``acc = 0; acc = acc + a_i`` for i in order (float32)."""
-    a = np.moveaxis(np.asarray(a, dtype=f32), axis, -1)
-    acc = np.zeros(a.shape[:-1], dtype=f32)
-    for i in range(a.shape[-1]):
-        acc = acc + a[..., i]           # one float32 rounding per addition, in source order
+    """Σ along ``axis`` as ggml does it: ``acc = 0; acc = acc + a_i`` for i in order (float32).
+
+    One float32 rounding per addition, left to right — unlike ``np.sum``, which adds
+    pairwise.  The summed axis is moved to the front and made contiguous so that each
+    step adds one contiguous row (element i of every block) in place: the Python loop
+    runs over the few elements of a block, never over blocks.  Starting from
+    ``a_0 + 0`` rather than ``a_0`` reproduces C's ``acc = 0`` (a leading -0.0 becomes +0.0).
+    """
+    t = np.ascontiguousarray(np.moveaxis(np.asarray(a, dtype=f32), axis, 0))
+    acc = t[0] + f32(0)
+    for i in range(1, t.shape[0]):
+        np.add(acc, t[i], out=acc)      # one float32 rounding per addition, in source order
     return acc
 
 
@@ -64,9 +71,18 @@ def rt16(v: np.ndarray) -> np.ndarray:
     return half(fp16(v))
 
 
-def first_max_abs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of ``x`` (…, n): ``(amax, m)`` where ``m`` is the signed first element of largest |x|."""
+def first_max_abs(x: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """ggml's scan ``amax = m = 0; if |x_i| > amax: amax, m = |x_i|, x_i`` along ``axis``.
+
+    Returns ``(amax, m)``: ``m`` is the signed first element of largest magnitude
+    (``argmax`` picks the first of equals); NaN never compares greater, so it is skipped;
+    a group of zeros gives ``amax = m = +0`` (also for -0.0, which matters for fp16 signs).
+    """
     x = np.asarray(x, dtype=f32)
-    idx = np.argmax(np.abs(x), axis=-1)[..., None]
-    m = np.take_along_axis(x, idx, axis=-1)[..., 0]
-    return np.abs(m), m
+    a = np.abs(x)
+    a = np.where(np.isnan(a), f32(-1), a)
+    idx = np.expand_dims(np.argmax(a, axis=axis), axis)
+    amax = np.take_along_axis(a, idx, axis=axis).squeeze(axis)
+    m = np.take_along_axis(x, idx, axis=axis).squeeze(axis)
+    found = amax > 0
+    return np.where(found, amax, f32(0)).astype(f32), np.where(found, m, f32(0)).astype(f32)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InputError
-from .numerics import f32, rne
+from .numerics import f32, first_max_abs, rne, seq_sum
 
 __all__ = ["qx_quants", "q3_quants", "qkx_quants", "qkx2_quants", "qkx3_quants", "qp_quants",
            "pack_scale_min_k4", "unpack_scale_min_k4", "pack_q3_scales", "unpack_q3_scales",
@@ -44,18 +44,8 @@ GROUP_MAX_EPS = f32(1e-15)     # below this max |x| a group counts as all-zero (
 
 # ----------------------------------------------------------------------------- helpers
 def _sum(t: np.ndarray) -> np.ndarray:
-    """Σ over axis 0 of ``t`` (n, B), in ggml's order: ``acc = 0; acc += t[i]`` (float32).
-
-    One float32 rounding per addition, left to right — unlike ``np.sum``, which may add
-    pairwise.  Each step adds one contiguous row (element i of every block) in place, so
-    the loop is over the few elements of a block, never over blocks.  Starting from
-    ``t[0] + 0`` rather than ``t[0]`` reproduces C's ``acc = 0`` start exactly (it turns a
-    leading ``-0.0`` into ``+0.0``).  Equal to :func:`.numerics.seq_sum` (tested).
-    """
-    acc = t[0] + f32(0)
-    for i in range(1, t.shape[0]):
-        np.add(acc, t[i], out=acc)
-    return acc
+    """Σ over axis 0 of ``t`` (n, B) in ggml's order (see :func:`.numerics.seq_sum`)."""
+    return seq_sum(t, axis=0)
 
 
 def _cols(a, dtype=f32) -> np.ndarray:
@@ -64,18 +54,8 @@ def _cols(a, dtype=f32) -> np.ndarray:
 
 
 def _first_max_abs(xt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n, B) -> (amax, m): ggml's scan ``amax = m = 0; if |x_i| > amax: amax, m = |x_i|, x_i``.
-
-    The first element of largest magnitude wins (``argmax``); NaN never compares greater,
-    so it is skipped; a group of zeros gives ``m = +0``.
-    """
-    a = np.abs(xt)
-    a = np.where(np.isnan(a), f32(-1), a)
-    idx = np.argmax(a, axis=0)[None, :]
-    amax = np.take_along_axis(a, idx, axis=0)[0]
-    m = np.take_along_axis(xt, idx, axis=0)[0]
-    found = amax > 0
-    return np.where(found, amax, f32(0)).astype(f32), np.where(found, m, f32(0)).astype(f32)
+    """(n, B) -> (amax, m) per column: ggml's first-max-abs scan (:func:`.numerics.first_max_abs`)."""
+    return first_max_abs(xt, axis=0)
 
 
 def _nonzero(v: np.ndarray) -> np.ndarray:
