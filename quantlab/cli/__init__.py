@@ -14,7 +14,7 @@ import sys
 from ..errors import QuantlabError
 
 # One module per subcommand, in the order `quantlab --help` lists them.
-COMMANDS = ["formats", "info", "quantize", "model", "lab"]
+COMMANDS = ["formats", "info", "quantize", "model", "compare", "lab"]
 
 
 def build_parser() -> argparse.ArgumentParser:

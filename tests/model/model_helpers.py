@@ -10,10 +10,12 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
+import gguf
 import numpy as np
 
 from quantlab.model.config import Config
 from quantlab.model.llama import Llama
+from quantlab.model.tokenizer import bytes_to_unicode
 from quantlab.model.weights import TransformerWeights
 
 
@@ -65,3 +67,36 @@ def tiny_tensors(cfg: Config, seed: int = 0, tied: bool = True) -> dict[str, np.
 def tiny_llama(seed: int = 0, tied: bool = True, **kw) -> Llama:
     cfg = tiny_config(**kw)
     return Llama(cfg, TransformerWeights.from_tensors(cfg, tiny_tensors(cfg, seed, tied)))
+
+
+def write_gguf(path, arch="llama", cfg=None, tensors=None, tokenizer=True, drop=()):
+    cfg = cfg or tiny_config()
+    tensors = tiny_tensors(cfg) if tensors is None else tensors
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_uint32(f"{arch}.block_count", cfg.n_layers)
+    w.add_uint32(f"{arch}.context_length", cfg.seq_len)
+    w.add_uint32(f"{arch}.embedding_length", cfg.dim)
+    w.add_uint32(f"{arch}.feed_forward_length", cfg.hidden_dim)
+    w.add_uint32(f"{arch}.attention.head_count", cfg.n_heads)
+    w.add_uint32(f"{arch}.attention.head_count_kv", cfg.n_kv_heads)
+    w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", cfg.norm_eps)
+    w.add_float32(f"{arch}.rope.freq_base", cfg.rope_theta)
+    if tokenizer:
+        # 50 tokens: 47 byte-characters (printable ASCII 'A'…) plus two merges and one special
+        chars = [bytes_to_unicode()[b] for b in [32, *range(65, 65 + 46)]]
+        tokens = chars + ["Ġ" + "A", "AB", "<|im_end|>"]
+        tokens += [f"<extra_{i}>" for i in range(cfg.vocab_size - len(tokens))]
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("smollm")
+        w.add_token_list(tokens)
+        w.add_token_types([1] * 49 + [3] * (len(tokens) - 49))
+        w.add_token_merges(["Ġ A", "A B"])
+        w.add_eos_token_id(49)
+    for name, arr in tensors.items():
+        if name not in drop:
+            w.add_tensor(name, arr)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

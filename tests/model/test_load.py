@@ -9,9 +9,8 @@ import pytest
 import quantlab as ql
 from quantlab.io.gguf import GGUFFile
 from quantlab.model import Config, default_model_path, load_model
-from quantlab.model.tokenizer import bytes_to_unicode
 
-from model_helpers import tiny_config, tiny_llama, tiny_tensors
+from model_helpers import tiny_config, tiny_llama, tiny_tensors, write_gguf
 
 
 def test_smollm2_config_from_metadata():
@@ -28,38 +27,6 @@ def test_smollm2_config_from_metadata():
     assert cfg.vocab_size == len(field("tokenizer.ggml.tokens")) == 49152
     assert cfg.rope_theta == 100000.0 and cfg.norm_eps == pytest.approx(1e-5) and cfg.n_rot == 64
     assert cfg.seq_len == 8192
-
-
-def write_gguf(path, arch="llama", cfg=None, tensors=None, tokenizer=True, drop=()):
-    cfg = cfg or tiny_config()
-    tensors = tiny_tensors(cfg) if tensors is None else tensors
-    w = gguf.GGUFWriter(str(path), arch)
-    w.add_uint32(f"{arch}.block_count", cfg.n_layers)
-    w.add_uint32(f"{arch}.context_length", cfg.seq_len)
-    w.add_uint32(f"{arch}.embedding_length", cfg.dim)
-    w.add_uint32(f"{arch}.feed_forward_length", cfg.hidden_dim)
-    w.add_uint32(f"{arch}.attention.head_count", cfg.n_heads)
-    w.add_uint32(f"{arch}.attention.head_count_kv", cfg.n_kv_heads)
-    w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", cfg.norm_eps)
-    w.add_float32(f"{arch}.rope.freq_base", cfg.rope_theta)
-    if tokenizer:
-        # 50 tokens: 47 byte-characters (printable ASCII 'A'…) plus two merges and one special
-        chars = [bytes_to_unicode()[b] for b in [32, *range(65, 65 + 46)]]
-        tokens = chars + ["Ġ" + "A", "AB", "<|im_end|>"][: cfg.vocab_size - len(chars)]
-        w.add_tokenizer_model("gpt2")
-        w.add_tokenizer_pre("smollm")
-        w.add_token_list(tokens)
-        w.add_token_types([1] * (len(tokens) - 1) + [3])
-        w.add_token_merges(["Ġ A", "A B"])
-        w.add_eos_token_id(len(tokens) - 1)
-    for name, arr in tensors.items():
-        if name not in drop:
-            w.add_tensor(name, arr)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
 
 
 def test_tiny_llama_gguf_runs(tmp_path):
