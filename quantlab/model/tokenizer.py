@@ -170,6 +170,11 @@ class Tokenizer:
         """Token ids of ``text`` (``add_bos=None`` follows the model's ``add_bos_token``)."""
         if not isinstance(text, str):
             raise InputError(f"text to encode must be a str, got {type(text).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:     # lone surrogates have no UTF-8 bytes to tokenize
+            raise InputError(f"text is not valid Unicode: {exc.reason} at index {exc.start} "
+                             f"({text[exc.start]!r})") from None
         ids: list[int] = []
         if (self.add_bos if add_bos is None else add_bos) and self.bos_id is not None:
             ids.append(self.bos_id)
