@@ -18,7 +18,12 @@ from ..formats import get
 from ..formats.ieee import FloatFormat
 from .style import ROLE_COLORS, new_axes, style
 
-__all__ = ["float_format", "flip_state", "encode_one", "plot_bit_boxes", "bit_flipper"]
+__all__ = ["float_format", "flip_state", "encode_one", "plot_bit_boxes", "bit_flipper",
+           "BUTTON_STYLES"]
+
+# ipywidgets' predefined button styles closest to ROLE_COLORS (sign red, exponent green,
+# mantissa blue); a ToggleButton takes no free colour, only one of these.
+BUTTON_STYLES = {"sign": "danger", "exponent": "success", "mantissa": "primary"}
 
 
 def float_format(fmt) -> FloatFormat:
@@ -95,7 +100,8 @@ def bit_flipper(fmt: str = "bf16", value: float = 1.0, formats=("fp32", "fp16", 
                                                                   "fp8_e4m3", "fp8_e5m2")):
     """A widget: one toggle button per bit, a format picker and a value box.
 
-    Click a bit and the value below changes; type a value and the bits follow.  Returns an
+    Click a bit and the value below changes; type a value and the bits follow.  A set bit
+    shows "1" in its field's colour (:data:`BUTTON_STYLES`), a clear bit "0" in grey.  Returns an
     ``ipywidgets.VBox``; its ``.state()`` gives the current :func:`flip_state` dict and
     ``.bit_buttons`` the toggles (index 0 = sign bit), which is what the tests drive.
     """
@@ -118,7 +124,9 @@ def bit_flipper(fmt: str = "bf16", value: float = 1.0, formats=("fp32", "fp16", 
             for b, bit, role in zip(ui.bit_buttons, st["bits"], st["roles"]):
                 b.value = bit == "1"
                 b.description = bit
-                b.style.button_color = ROLE_COLORS[role] if bit == "1" else "#eeeeee"
+                # ToggleButton ignores style.button_color: a set bit takes its field's
+                # button_style (sign red, exponent green, mantissa blue), a clear one stays grey
+                b.button_style = BUTTON_STYLES[role] if bit == "1" else ""
         finally:
             busy["on"] = False
         shown.value = (f"<div class='quantlab-value' style='font-family:monospace'>"

@@ -84,6 +84,25 @@ def test_bit_flipper_click_changes_value_for_every_bit():
     assert w.state()["code"] == 0x3C00
 
 
+def _expected_styles(code, n_bits, n_exp):
+    """Set bits coloured by field (sign red, exponent green, mantissa blue), clear bits grey."""
+    field = ["danger"] + ["success"] * n_exp + ["primary"] * (n_bits - 1 - n_exp)
+    return [field[i] if code >> (n_bits - 1 - i) & 1 else "" for i in range(n_bits)]
+
+
+def test_bit_flipper_colours_set_bits_by_field():
+    w = B.bit_flipper("fp16", value=1.0)                # 0 01111 0000000000
+    assert [b.button_style for b in w.bit_buttons] == _expected_styles(0x3C00, 16, 5)
+    assert [b.description for b in w.bit_buttons] == list(format(0x3C00, "016b"))
+    for i, code in [(15, 0x3C01), (0, 0xBC01), (1, 0xFC01)]:   # mantissa, sign, exponent bit
+        w.bit_buttons[i].value = True
+        assert w.state()["code"] == code
+        assert [b.button_style for b in w.bit_buttons] == _expected_styles(code, 16, 5)
+    w.format_picker.value = "fp8_e5m2"                  # rebuilt buttons are coloured too
+    code = w.state()["code"]
+    assert [b.button_style for b in w.bit_buttons] == _expected_styles(code, 8, 5)
+
+
 def test_bit_flipper_value_box_and_format_picker():
     w = B.bit_flipper("bf16", value=1.0)
     w.value_box.value = -2.5
