@@ -20,6 +20,7 @@ from ..errors import InputError, ModelError
 from .config import Config
 from .llama import KVCache, Llama
 from .tokenizer import Tokenizer
+from .packed import pack
 from .weights import TransformerWeights
 
 __all__ = ["Model", "load_model", "default_model_path"]
@@ -107,8 +108,13 @@ class Model(Llama):
                 f"{c.n_heads}/{c.n_kv_heads} heads, vocab {c.vocab_size})")
 
 
-def load_model(path=None) -> Model:
-    """Open a Llama-architecture GGUF (default: the embedded SmolLM2-135M-Instruct)."""
+def load_model(path=None, act_quant: bool = False) -> Model:
+    """Open a Llama-architecture GGUF (default: the embedded SmolLM2-135M-Instruct).
+
+    Matrix products run on the packed bytes when the kernels are compiled (see
+    :mod:`quantlab.model.packed`); ``act_quant=True`` quantizes activations to Q8_0/Q8_1/Q8_K
+    and uses integer dot products, as llama.cpp does.
+    """
     from ..io.gguf import GGUFFile
     g = GGUFFile(default_model_path() if path is None else path)
     Config.architecture(g)                 # first: a file of another architecture says so
@@ -117,7 +123,7 @@ def load_model(path=None) -> Model:
     if tokenizer.vocab_size != config.vocab_size:
         raise ModelError(f"{g.path}: the tokenizer has {tokenizer.vocab_size} tokens but the model "
                          f"{config.vocab_size}")
-    weights = TransformerWeights.from_gguf(g, config)
+    weights = pack(TransformerWeights.from_gguf(g, config), act_quant)
     return Model(config, weights, tokenizer, g.metadata, g.path)
 
 

@@ -141,7 +141,8 @@ class TransformerWeights:
                 fields[field] = (as_float32(tensors[name]) if t.endswith("norm")
                                  else Linear(name, tensors[name]))
             layers.append(LayerWeights(**fields))
-        embedding = as_float32(tensors["token_embd.weight"])
+        from .packed import embedding_table          # packed rows, decoded on lookup
+        embedding = embedding_table(tensors["token_embd.weight"])
         tied = "output.weight" not in tensors
         output = Linear("output.weight", embedding if tied else tensors["output.weight"])
         return cls(embedding, layers, as_float32(tensors["output_norm.weight"]), output, tied)
