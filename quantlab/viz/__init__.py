@@ -19,6 +19,9 @@ from .explorer import (DEFAULT_FORMATS, error_explorer, format_records, plot_err
                        quantize_with, size_option)
 from .errorplots import (block_errors, cmp, pareto_front, plot_block_errors, plot_error_hist,
                          plot_pareto, plot_sizes, plot_sqnr_vs_bpw)
+from .memory import LLAMA2_7B, kv_cache_bytes, memory_explorer, memory_rows, plot_memory
+from .tokens import (kl_divergence, next_token_explorer, next_token_probs, next_token_view,
+                     plot_next_token)
 
 __all__ = ["STYLE", "style", "format_color", "FORMAT_COLORS", "ROLE_COLORS", "new_axes",
            "float_format", "flip_state", "encode_one", "plot_bit_boxes", "bit_flipper",
@@ -31,4 +34,7 @@ __all__ = ["STYLE", "style", "format_color", "FORMAT_COLORS", "ROLE_COLORS", "ne
            "block_inspector",
            "clipping_error", "clipping_curve", "plot_clipping", "clipping_explorer",
            "DEFAULT_FORMATS", "size_option", "quantize_with", "format_records", "plot_error_view",
-           "error_explorer"]
+           "error_explorer",
+           "LLAMA2_7B", "kv_cache_bytes", "memory_rows", "plot_memory", "memory_explorer",
+           "next_token_probs", "kl_divergence", "next_token_view", "plot_next_token",
+           "next_token_explorer"]

@@ -123,14 +123,21 @@ def inspect_row_block(w, fmt: str, block: int):
 def block_inspector(tensors: dict, *, formats=("q4_0", "q4_k", "q6_k")):
     """Pick a tensor, a format and a block: the byte map (HTML) and the layout strip.
 
-    ``.last`` holds the current :class:`~quantlab.formats.ggml.inspect.BlockView`.
+    ``.last`` holds the current :class:`~quantlab.formats.ggml.inspect.BlockView` (``None``
+    while the chosen format cannot store the tensor; the figure then says why).
     """
     import ipywidgets as W
     from IPython.display import HTML, display
     names = list(tensors)
 
     def draw(ax, tensor, fmt, block):
-        view = inspect_row_block(tensors[tensor], fmt, block)
+        try:
+            view = inspect_row_block(tensors[tensor], fmt, block)
+        except (ShapeError, InputError) as e:       # e.g. rows of 576 and a 256-weight K-quant
+            ax.text(0.5, 0.5, f"{fmt} cannot store {tensor}:\n{e}", ha="center", va="center",
+                    wrap=True, fontsize=9, color=ROLE_COLORS["sign"], transform=ax.transAxes)
+            ax.set_axis_off()
+            return None
         plot_block_layout(view, ax)
         display(HTML(view._repr_html_()))
         return view

@@ -87,7 +87,11 @@ def test_block_layout_type_map_and_inspector():
     assert layers == [0, 1] and kinds == ["attn_q", "ffn_down"]
     assert grid == [["Q5_0", "Q6_K"], ["Q4_K", ""]]
     viz.plot_type_map(types)
-    ui = viz.block_inspector({"w": W}, formats=("q4_0", "q6_k"))
+    ui = viz.block_inspector({"w": W, "narrow": W[:, :96]}, formats=("q4_0", "q6_k"))
     ui.controls["fmt"].value = "q6_k"
     ui.controls["block"].value = 2
     assert ui.last.format.name == "q6_k" and ui.last.index == 0  # block 2 = row 1, block 0
+    ui.controls["tensor"].value = "narrow"                       # rows of 96: no Q6_K blocks
+    assert ui.last is None
+    ui.controls["fmt"].value = "q4_0"                            # 96 = 3 blocks of 32
+    assert ui.last.format.name == "q4_0" and ui.last.index == 2
