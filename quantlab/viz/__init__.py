@@ -20,8 +20,8 @@ from .explorer import (DEFAULT_FORMATS, error_explorer, format_records, plot_err
 from .errorplots import (block_errors, cmp, pareto_front, plot_block_errors, plot_error_hist,
                          plot_pareto, plot_sizes, plot_sqnr_vs_bpw)
 from .memory import LLAMA2_7B, kv_cache_bytes, memory_explorer, memory_rows, plot_memory
-from .tokens import (kl_divergence, next_token_explorer, next_token_probs, next_token_view,
-                     plot_next_token)
+from .tokens import (continue_text, kl_divergence, next_token_explorer, next_token_probs,
+                     next_token_view, plot_next_token, text_generator)
 
 __all__ = ["STYLE", "style", "format_color", "FORMAT_COLORS", "ROLE_COLORS", "new_axes",
            "float_format", "flip_state", "encode_one", "plot_bit_boxes", "bit_flipper",
@@ -37,4 +37,4 @@ __all__ = ["STYLE", "style", "format_color", "FORMAT_COLORS", "ROLE_COLORS", "ne
            "error_explorer",
            "LLAMA2_7B", "kv_cache_bytes", "memory_rows", "plot_memory", "memory_explorer",
            "next_token_probs", "kl_divergence", "next_token_view", "plot_next_token",
-           "next_token_explorer"]
+           "next_token_explorer", "continue_text", "text_generator"]

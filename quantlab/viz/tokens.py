@@ -9,7 +9,8 @@ probabilities over the whole vocabulary for the next token::
 
 the same divergence ``llama-perplexity --kl-divergence`` averages over a text.  A model here
 is anything with ``.tokenizer`` (``encode``/``decode``) and ``.logits(ids)`` — a
-:class:`quantlab.model.Model` or a variant from ``Model.with_weights``.
+:class:`quantlab.model.Model` or a variant from ``Model.with_weights``.  :func:`text_generator`
+also needs ``.generate(prompt, n=..., n_ctx=...)`` (greedy by default).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .style import format_color, new_axes, style
 from .widgets import interactive
 
 __all__ = ["next_token_probs", "kl_divergence", "next_token_view", "plot_next_token",
-           "next_token_explorer"]
+           "next_token_explorer", "continue_text", "text_generator"]
 
 
 def next_token_probs(model, prompt: str) -> np.ndarray:
@@ -112,3 +113,41 @@ def next_token_explorer(models: dict, prompt: str = "The three primary colors ar
     return interactive(draw, figsize=(7, 3.2),
                        variant=W.Dropdown(options=others, value=others[0], description="weights"),
                        text=W.Text(value=prompt, description="prompt", continuous_update=False))
+
+
+def continue_text(model, prompt: str, n: int = 16) -> str:
+    """``prompt`` followed by ``n`` greedily generated tokens (a context of prompt + n)."""
+    if not isinstance(prompt, str) or not prompt:
+        raise InputError("the prompt must be a non-empty string")
+    n_ctx = len(model.tokenizer.encode(prompt)) + n + 1     # no 8192-position cache needed
+    return prompt + "".join(model.generate(prompt, n=n, n_ctx=n_ctx))
+
+
+def text_generator(models: dict, prompt: str = "Quantization is", n: int = 16):
+    """Prompt box + model picker + "generate" button; the text appears below.
+
+    ``.controls`` (prompt, model, button), ``.result`` (an HTML widget) and ``.generate()``
+    (what a click runs; returns the text) are there for tests.
+    """
+    import html
+    import ipywidgets as W
+    names = list(models)
+    if not names:
+        raise InputError("text_generator needs at least one model")
+    box = W.Text(value=prompt, description="prompt")
+    pick = W.Dropdown(options=names, value=names[0], description="weights")
+    button = W.Button(description="generate")
+    result = W.HTML()
+    ui = W.VBox([W.HBox([box, pick, button]), result])
+    ui.controls = {"prompt": box, "model": pick, "button": button}
+    ui.result = result
+
+    def generate(_=None) -> str:
+        result.value = "<i>generating…</i>"
+        text = continue_text(models[pick.value], box.value, n)
+        result.value = f"<pre style='white-space:pre-wrap'>{html.escape(text)}</pre>"
+        return text
+
+    button.on_click(generate)
+    ui.generate = generate
+    return ui

@@ -27,6 +27,13 @@ class ToyModel:
     def logits(self, ids):
         return self.table[np.asarray(ids)]
 
+    def generate(self, prompt, n=16, n_ctx=None):       # greedy, one piece per token
+        self.n_ctx = n_ctx
+        last = self.tokenizer.encode(prompt)[-1]
+        for _ in range(n):
+            last = int(np.argmax(self.table[last]))
+            yield self.tokenizer.decode([last])
+
 
 RNG = np.random.default_rng(1)
 REF = ToyModel(RNG.normal(0, 3, (V, V)))
@@ -115,3 +122,22 @@ def test_next_token_explorer_follows_its_controls():
     assert ui.last["prompt"] == "other prompt"
     with pytest.raises(InputError, match="reference"):
         viz.next_token_explorer({"f32": REF}, reference="q4_0")
+
+
+def test_text_generator_shows_the_greedy_continuation_escaped():
+    def greedy(model, prompt, n):
+        last, out = ToyTokenizer().encode(prompt)[-1], prompt
+        for _ in range(n):
+            last = int(np.argmax(model.table[last]))
+            out += ToyTokenizer().decode([last])
+        return out
+    assert viz.continue_text(NOISY, "x<y", n=5) == greedy(NOISY, "x<y", 5)
+    assert NOISY.n_ctx == 3 + 5 + 1                       # prompt + new tokens, not 8192
+    ui = viz.text_generator({"f32": REF, "noisy": NOISY}, prompt="x<y", n=4)
+    ui.controls["model"].value = "noisy"
+    assert ui.generate() == greedy(NOISY, "x<y", 4)
+    assert "x&lt;y" in ui.result.value and "<y" not in ui.result.value
+    ui.controls["button"].click()                         # the button runs the same
+    assert greedy(NOISY, "x<y", 4).replace("<", "&lt;") in ui.result.value
+    with pytest.raises(InputError):
+        viz.continue_text(REF, "")
