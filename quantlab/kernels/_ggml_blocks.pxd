@@ -8,6 +8,7 @@
 # compiled with -ffp-contract=off, so ``a*b - c`` is two roundings, never an FMA).
 # Offsets and formulas: spec ggml-quants.md §3 (legacy), §4.6-4.8 (packings), §5 (K), §6 (IQ4).
 from libc.stdint cimport uint8_t, int8_t, uint16_t, int16_t, uint32_t, int32_t
+from libc.string cimport memcpy
 
 cdef extern from *:
     """
@@ -197,8 +198,9 @@ cdef inline void deq_mxfp4(const uint8_t *b, float *y) noexcept nogil:
 cdef inline void deq_q2_k(const uint8_t *b, float *y) noexcept nogil:
     # [scales:16][qs:64][d:2][dmin:2]   y = (d·a_j)·L - dmin·b_j ; 2-bit planes (§4.8)
     cdef float d = ql_half(b + 80), dmin = ql_half(b + 82), dl, ml
-    cdef const uint8_t *q = b + 16
+    cdef uint8_t q[64]
     cdef int n, j, l, sub, shift
+    memcpy(q, b + 16, 64)               # a local copy: stores to y cannot alias it (SIMD)
     for n in range(2):
         for j in range(4):
             shift = 2 * j
@@ -221,8 +223,9 @@ cdef inline void deq_q3_k(const uint8_t *b, float *y) noexcept nogil:
                 dl = d * <float>q3_scale(8 * n + 2 * j + sub, b + 96)
                 for l in range(16):
                     e = 16 * sub + l
-                    y[128 * n + 32 * j + e] = dl * <float>(((q[32 * n + e] >> (2 * j)) & 3)
-                                                           - (0 if (hm[e] >> (4 * n + j)) & 1 else 4))
+                    # hbit set: q = low2 ; clear: q = low2 - 4   (branch-free for SIMD)
+                    y[128 * n + 32 * j + e] = dl * <float>(<int>((q[32 * n + e] >> (2 * j)) & 3) - 4
+                                                           + (((hm[e] >> (4 * n + j)) & 1) << 2))
 
 
 cdef inline void deq_q4_k(const uint8_t *b, float *y) noexcept nogil:
@@ -256,27 +259,33 @@ cdef inline void deq_q5_k(const uint8_t *b, float *y) noexcept nogil:
         d2 = d * <float>sc
         m2 = dmin * <float>mn
         for l in range(32):
-            y[64 * c + l] = d1 * <float>((q[32 * c + l] & 15) + (16 if (qh[l] >> (2 * c)) & 1 else 0)) - m1
-            y[64 * c + 32 + l] = d2 * <float>((q[32 * c + l] >> 4) + (16 if (qh[l] >> (2 * c + 1)) & 1 else 0)) - m2
+            y[64 * c + l] = d1 * <float>((q[32 * c + l] & 15) | (((qh[l] >> (2 * c)) & 1) << 4)) - m1
+            y[64 * c + 32 + l] = d2 * <float>((q[32 * c + l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1) << 4)) - m2
 
 
 cdef inline void deq_q6_k(const uint8_t *b, float *y) noexcept nogil:
     # [ql:128][qh:64][scales:16 int8][d:2]   q = (low4 | high2 << 4) - 32 ; y = (d·sc)·q
-    cdef float d = ql_half(b + 208)
+    cdef float d = ql_half(b + 208), d0, d1, d2, d3
     cdef const uint8_t *ql
     cdef const uint8_t *qh
     cdef const int8_t *sc
-    cdef int n, l, s
+    cdef float *o
+    cdef int n, h, l
     for n in range(2):
         ql = b + 64 * n
         qh = b + 128 + 32 * n
         sc = <const int8_t *>(b + 192 + 8 * n)
-        for l in range(32):
-            s = l // 16
-            y[128 * n + l] = d * <float>sc[s] * <float>(((ql[l] & 15) | ((qh[l] & 3) << 4)) - 32)
-            y[128 * n + l + 32] = d * <float>sc[s + 2] * <float>(((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) - 32)
-            y[128 * n + l + 64] = d * <float>sc[s + 4] * <float>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32)
-            y[128 * n + l + 96] = d * <float>sc[s + 6] * <float>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32)
+        for h in range(2):              # l in 16h..16h+15 shares the four scales sc[h + 2k]
+            d0 = d * <float>sc[h]
+            d1 = d * <float>sc[h + 2]
+            d2 = d * <float>sc[h + 4]
+            d3 = d * <float>sc[h + 6]
+            o = y + 128 * n + 16 * h
+            for l in range(16 * h, 16 * h + 16):
+                o[l - 16 * h] = d0 * <float>(((ql[l] & 15) | ((qh[l] & 3) << 4)) - 32)
+                o[l - 16 * h + 32] = d1 * <float>(((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) - 32)
+                o[l - 16 * h + 64] = d2 * <float>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32)
+                o[l - 16 * h + 96] = d3 * <float>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32)
 
 
 cdef inline void deq_q8_k(const uint8_t *b, float *y) noexcept nogil:
