@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import backend
 from ..base import register
 from .base import GGMLFormat
 from .common import (check_scales, inverse, pack_nibbles, u16_bytes,
@@ -72,6 +73,8 @@ def iq4_scales(xb: np.ndarray, w: np.ndarray) -> np.ndarray:
         s = Σ(w·q)·x / Σ(w·q)·q ,  best = s·Σ(w·q)·x
         for t = -7..7:  id = (t − 127) / m ; refit ; keep s if Σqx²/Σq² beats best
     """
+    if (k := backend.kernel("_quantize")) is not None:     # compiled twin, same bits
+        return k.iq4_scales(xb, w, n_threads=backend.n_threads(np.size(xb), 1 << 12))
     amax, m = first_max_abs(xb)
     zero = amax < GROUP_MAX_EPS
     m = np.where(zero, f32(1), m).astype(f32)        # placeholder, masked out at the end

@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InputError
+from ... import backend
 from .numerics import f32, first_max_abs, rne, seq_sum
 
 __all__ = ["qx_quants", "q3_quants", "qkx_quants", "qkx2_quants", "qkx3_quants", "qp_quants",
@@ -63,6 +64,11 @@ def _nonzero(v: np.ndarray) -> np.ndarray:
     return np.where(v == 0, f32(1), v).astype(f32)
 
 
+def _threads(x) -> int:
+    """Threads for the compiled twins (quantlab.kernels._quantize): all but tiny batches."""
+    return backend.n_threads(np.size(x), 1 << 12)
+
+
 # ----------------------------------------------------------------------------- QX (§4.1)
 def qx_quants(x, nmax: int, weights=None, rmse_type: int = 1):
     """ggml ``make_qx_quants(n, nmax, x, L, rmse_type=1, qw)`` on a batch of blocks.
@@ -91,6 +97,8 @@ def qx_quants(x, nmax: int, weights=None, rmse_type: int = 1):
     if rmse_type != 1:
         raise InputError(f"qx_quants: rmse_type={rmse_type!r} is not implemented; only 1 (the "
                          "only one ggml's quantizers use) is accepted")
+    if (k := backend.kernel("_quantize")) is not None:     # compiled twin, same bits
+        return k.qx_quants(x, nmax, weights, rmse_type, n_threads=_threads(x))
     xt = _cols(x)                                          # (n, B)
     w = xt * xt if weights is None else _cols(weights)     # (n, B)
     wx = w * xt                                            # (w·x), shared by every candidate
@@ -132,6 +140,8 @@ def q3_quants(x, nmax: int = 4):
     x (nb, n) float32 -> (scale (nb,) float32, L (nb, n) int32 in ``0..2·nmax−1``; all 0
     for blocks with max |x| < 1e-15).
     """
+    if (k := backend.kernel("_quantize")) is not None:     # compiled twin, same bits
+        return k.q3_quants(x, nmax, n_threads=_threads(x))
     xt = _cols(x)                                          # (n, B)
     w = xt * xt
     wx = w * xt
@@ -199,6 +209,8 @@ def qkx_quants(x, weights, nmax: int, rmin: float, rdelta: float, nstep: int, us
     the_min  (nb,) float32, ``= −lo ≥ 0``
     L        (nb, n) int32 in ``0..nmax``
     """
+    if (k := backend.kernel("_quantize")) is not None:     # compiled twin, same bits
+        return k.qkx_quants(x, weights, nmax, rmin, rdelta, nstep, use_mad, variant, _threads(x))
     xt = _cols(x)                                                 # (n, B)
     w = xt * xt if weights is None else _cols(weights)
     n, B = xt.shape
@@ -276,6 +288,8 @@ def qp_quants(x, nmax: int, weights):
 
     x (nb, n) float32, weights (nb, n) float32 -> (scale (nb,) float32, L (nb, n) int32).
     """
+    if (k := backend.kernel("_quantize")) is not None:     # compiled twin, same bits
+        return k.qp_quants(x, nmax, weights, n_threads=_threads(x))
     xt = _cols(x)                                          # (n, B)
     w = _cols(weights)
     wx = w * xt
