@@ -116,3 +116,26 @@ def test_bad_arguments_raise_kernel_error():
                  lambda: _q.qp_quants(x, 15, x, n_threads=0)]:
         with pytest.raises(KernelError):
             call()
+
+
+_ql = pytest.importorskip("quantlab.kernels._quantize_legacy", reason="kernels not compiled")
+
+
+@pytest.mark.parametrize("name", ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"])
+def test_legacy_reference_quantizers(name, monkeypatch):
+    fmt = ql.get(name)
+    x = data(3000, 32, 5)
+    x[6] = np.float32(1e-40)                             # subnormal scale: 1/d overflows
+    x[7, :16] = -0.0                                     # signed zeros
+    x[8] = np.float32(-3e-39) * np.arange(32)
+    with np.errstate(all="ignore"):      # as quantize_rows calls it: C arithmetic, inf allowed
+        ref = twin(fmt.quantize_ref, x, monkeypatch=monkeypatch)
+    for n in (1, 2, 3):
+        np.testing.assert_array_equal(_ql.quantize_ref(fmt.ggml_type, x, n), ref)
+
+
+def test_legacy_bad_arguments():
+    for args in [(9, np.zeros((2, 32), np.float32)), (2, np.zeros((2, 16), np.float32)),
+                 (2, np.zeros((2, 32), np.float32), 0)]:
+        with pytest.raises(KernelError):
+            _ql.quantize_ref(*args)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import backend
 from ..base import register
 from .base import GGMLFormat
 from .common import (c_int, check_scales, first_min_max, inverse, pack_nibbles,
@@ -77,7 +78,9 @@ class _Legacy32(GGMLFormat):
         xb = x.reshape(-1, QK)                                          # (nb, 32)
         with np.errstate(all="ignore"):        # overflow to inf is caught by check_scales
             if imatrix is None or not self.uses_imatrix:
-                blocks = self.quantize_ref(xb)
+                k = backend.kernel("_quantize_legacy")          # compiled twin, same bytes
+                blocks = (self.quantize_ref(xb) if k is None or self.ggml_type not in k.TYPES
+                          else k.quantize_ref(self.ggml_type, xb, backend.n_threads(xb.size, 1 << 14)))
             else:
                 blocks = self.quantize_weighted(xb, row_weights(x, imatrix))
         check_scales(self.ggml_name, **{f: blocks[:, 2 * i:2 * i + 2].copy().view("<u2")[:, 0]
