@@ -23,8 +23,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/quantlab formats
 
+# Twice: with the compiled kernels, then with the NumPy reference forced on the tests whose
+# code path depends on it (kernel twins, ggml formats that dispatch to kernels, the model).
 test: $(STAMP)
 	$(VPY) -m pytest -q
+	QUANTLAB_PURE_NUMPY=1 $(VPY) -m pytest -q tests/ggml tests/kernels tests/model
 
 lab: $(STAMP)
 	$(VENV)/bin/quantlab lab
