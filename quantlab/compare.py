@@ -283,6 +283,11 @@ def plot_ppl_vs_bpw(rows: list[CompareRow], path, title: str = "perplexity vs st
         ax = fig.add_subplot()
         plot_pareto([asdict(r) for r in rows], ax, x="bpw", y="ppl", label="format",
                     ylabel="perplexity (lower is better)")
+        ax.set_xscale("log", base=2)            # 2 … 32 bits: equal room for each doubling
+        ax.set_yscale("log")
+        ax.xaxis.set_major_formatter("{x:g}")
+        ax.yaxis.set_major_formatter("{x:g}")
+        ax.yaxis.set_minor_formatter("{x:g}")
         ax.set_title(title)
         fig.savefig(path, dpi=120)
     return Path(path)

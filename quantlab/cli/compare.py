@@ -28,11 +28,15 @@ def run(args) -> int:
     else:
         text, source = default_text(), "pydoc topics (quantlab's default text)"
     model = load_model(args.model)
-    name = model.metadata.get("general.name", Path(str(model.path)).name)
-    note = (f"Model {name} ({Path(str(model.path)).name}); perplexity on the first {args.chunks} "
-            f"chunk(s) of {args.ctx} tokens of {source} (llama-perplexity's method, {args.chunks * (args.ctx // 2 - 1)} "
-            "tokens scored) — a quick comparison, not the full-text figure; weights quantized, "
-            "decoded and run in float32 (tok/s: that float32 reference path, the same for every format).")
+    name = Path(str(model.path)).name.split(".")[0]          # SmolLM2-135M-Instruct
+    note = (f"Model {Path(str(model.path)).name}; perplexity on the first {args.chunks} chunk(s) of "
+            f"{args.ctx} tokens of {source} (llama-perplexity's method, "
+            f"{args.chunks * (args.ctx // 2 - 1)} tokens scored): a quick comparison, not the "
+            "full-text figure. Weights are quantized, decoded and run in float32 (activations are "
+            "not quantized, unlike llama.cpp's quantized mat-vecs). llama.cpp mixes keep the tied "
+            "embedding/output at 6-8 bits; quantlab formats quantize every matrix, that one "
+            "included. tok/s: decode speed, 'packed' = kernels on the stored bytes, 'float32' = "
+            "dequantized weights (noisy when other programs share the CPU).")
     print(note, file=sys.stderr)
     t0 = time.perf_counter()
 
