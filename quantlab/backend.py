@@ -16,7 +16,7 @@ import os
 
 __all__ = ["pure_numpy", "kernel", "compiled_kernels", "n_threads", "xp"]
 
-_KERNEL_MODULES = ("_floatcast", "_dequant", "_matvec", "_actquant", "_quantize", "_quantize_legacy")   # extended as kernels are added (see quantlab/kernels/)
+_KERNEL_MODULES = ("_floatcast", "_dequant", "_matvec", "_actquant", "_quantize", "_quantize_legacy", "_dequant_tables")   # extended as kernels are added (see quantlab/kernels/)
 _cache: dict[str, object] = {}
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FormatError, ShapeError
+from ..kernels import formats as kernel_formats   # compiled twins (None when off)
 from .base import Format, QTensor, as_float_array, register
 
 __all__ = ["IntFormat", "affine_params", "params_from_range", "quantize_codes",
@@ -303,6 +304,8 @@ class IntFormat(Format):
         return q.reshape(qt.shape)
 
     def _dequantize(self, qt: QTensor) -> np.ndarray:
+        if (fast := kernel_formats.integer(self, qt)) is not None:     # same bits, compiled
+            return fast
         s, z = self.params(qt)
         return dequantize_codes(self.codes(qt), s, z, qt.options["granularity"],
                                 qt.options["group_size"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FormatError, InputError
+from ..kernels import formats as kernel_formats   # compiled twins (None when off)
 from .base import QTensor, as_float_array, register
 from .ieee import FloatFormat
 
@@ -91,6 +92,8 @@ class Minifloat(FloatFormat):
         return QTensor(self, np.shape(x), data, meta, {"scaling": scaling})
 
     def _dequantize(self, qt: QTensor) -> np.ndarray:
+        if (fast := kernel_formats.minifloat(self, qt)) is not None:   # same bits, compiled
+            return fast
         codes = unpack_nibbles(qt.data, qt.size) if self.code_bits == 4 else qt.data
         v = self.decode(codes).reshape(qt.shape or (1,))      # the shape _quantize worked on
         if "q_scale" in qt.meta:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
+from ..kernels import formats as kernel_formats   # compiled twins (None when off)
 from .base import Format, QTensor, register
 from .minifloat import (E8M0_BIAS, Minifloat, e8m0_decode, fp4_e2m1, fp8_e4m3, pack_nibbles,
                         unpack_nibbles)
@@ -90,6 +91,8 @@ class MXFormat(Format):
         return QTensor(self, x.shape, data, {"scale_e8m0": scale}, {})
 
     def _dequantize(self, qt: QTensor) -> np.ndarray:
+        if (fast := kernel_formats.mx(self, qt)) is not None:          # same bits, compiled
+            return fast
         n = qt.size
         codes = unpack_nibbles(qt.data, n) if self.element.code_bits == 4 else qt.data
         X = e8m0_decode(qt.meta["scale_e8m0"])                         # (..., nb) float32

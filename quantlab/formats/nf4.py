@@ -30,6 +30,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import FormatError
+from ..kernels import formats as kernel_formats   # compiled twins (None when off)
 from .base import Format, QTensor, register
 
 f32 = np.float32
@@ -303,6 +304,8 @@ class _BnB4bit(Format):
                 + qt.meta["offset"]
         else:
             absmax = qt.meta["absmax"]
+        if (fast := kernel_formats.bnb4(self, qt, absmax, self._decode_table(qt.shape))) is not None:
+            return fast                                             # same bits, compiled
         idx = unpack_high_first(qt.data, n)                         # (n,) 0..15
         table = self._decode_table(qt.shape)
         out = table[idx] * np.repeat(absmax.astype(f32), bs)[:n]   # x_hat = code[idx] * absmax

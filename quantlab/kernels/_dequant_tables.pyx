@@ -1,0 +1,129 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled twins of the dequantizers of the non-ggml formats: codebooks and affine integers.
+
+======================================================  =========================================
+kernel                                                  NumPy twin (its ``_dequantize``)
+======================================================  =========================================
+``lookup(codes, bits, high_first, table, scale,         FP8/FP4 minifloats (minifloat.py: table,
+group, divide, out, n_threads)``                        ``/ q_scale``), OCP MX (mx.py: table ·
+                                                        2^e), NF4 / bnb FP4 (nf4.py: table ·
+                                                        absmax, high nibble first)
+``affine(packed, bits, is_signed, scale, zero, group,      INT2..INT8 (integer.py:
+out, n_threads)``                                       ``float32(s · (q − z))``, float64 product)
+======================================================  =========================================
+
+``out[i] = table[code_i] (· or /) scale[i // group]`` — one float32 operation, as the NumPy
+code does it, so results are bit-identical (NaN codes keep their table bits).
+"""
+from cython.parallel cimport prange
+from libc.stdint cimport uint8_t, int32_t, int64_t
+cimport quantlab.kernels._openmp as _omp
+
+import numpy as np
+
+from quantlab.errors import KernelError
+from quantlab.kernels._checks import buffer, threads
+
+OPENMP = bool(_omp.QL_OPENMP)
+
+
+cdef inline int code_at(const uint8_t *p, Py_ssize_t nbytes, Py_ssize_t i, int bits,
+                        bint high_first) noexcept nogil:
+    # code i of a packed stream: 8-bit bytes; 4-bit nibbles (low first, or high first as
+    # bitsandbytes); other widths an LSB-first bit stream (integer.pack_bits)
+    cdef Py_ssize_t bit, k
+    cdef unsigned v
+    if bits == 8:
+        return p[i]
+    if bits == 4:
+        if high_first:
+            return (p[i >> 1] >> (0 if i & 1 else 4)) & 15
+        return (p[i >> 1] >> (4 if i & 1 else 0)) & 15
+    bit = i * bits
+    k = bit >> 3
+    v = p[k]
+    if k + 1 < nbytes:
+        v |= (<unsigned>p[k + 1]) << 8
+    return (v >> (bit & 7)) & ((1 << bits) - 1)
+
+
+def _packed(codes, bits, n, what):
+    buffer(codes, np.uint8, (None,), "codes", what)
+    need = (n * bits + 7) // 8
+    if codes.shape[0] < need:
+        raise KernelError(f"{what}: {codes.shape[0]} packed bytes hold fewer than {n} "
+                          f"{bits}-bit codes (need {need})")
+
+
+def lookup(codes, bits, high_first, table, scale, group, divide, out, n_threads=1):
+    """``out[i] = table[code_i]``, times (or divided by, ``divide``) ``scale[i // group]``.
+
+    codes  (bytes,) uint8 packed 8- or 4-bit codes      table  (2**bits,) float32
+    scale  (ceil(n / group),) float32, or None           out    (n,) float32, overwritten
+    """
+    what = "lookup"
+    if bits not in (4, 8):
+        raise KernelError(f"{what}: codes must be 4 or 8 bits wide, got {bits!r}")
+    n = out.shape[0] if isinstance(out, np.ndarray) and out.ndim == 1 else -1
+    buffer(out, np.float32, (None,), "out", what, out=True)
+    _packed(codes, bits, n, what)
+    buffer(table, np.float32, (1 << bits,), "table", what)
+    if scale is not None:
+        if not isinstance(group, (int, np.integer)) or group < 1:
+            raise KernelError(f"{what}: group must be a positive integer, got {group!r}")
+        buffer(scale, np.float32, ((n + group - 1) // group,), "scale", what)
+    nt = threads(n_threads, what)
+    _lookup(codes, bits, bool(high_first), table, scale, 1 if scale is None else int(group),
+            bool(divide), scale is not None, out, nt)
+
+
+cdef void _lookup(const uint8_t[::1] codes, int bits, bint high_first, const float[::1] table,
+                  const float[::1] scale, Py_ssize_t group, bint divide, bint scaled,
+                  float[::1] out, int n_threads):
+    cdef Py_ssize_t i, n = out.shape[0], nbytes = codes.shape[0]
+    cdef float v
+    if n == 0:
+        return
+    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+        v = table[code_at(&codes[0], nbytes, i, bits, high_first)]
+        if scaled and divide:
+            v = v / scale[i // group]
+        elif scaled:
+            v = v * scale[i // group]
+        out[i] = v
+
+
+def affine(packed, bits, is_signed, scale, zero, group, out, n_threads=1):
+    """``out[i] = float32(scale[g] · (q_i − zero[g]))``, g = i // group, product in float64.
+
+    packed (bytes,) uint8 LSB-first ``bits``-bit codes (two's complement when ``is_signed``)
+    scale  (groups,) float64      zero (groups,) int64 or None      out (n,) float32
+    """
+    what = "affine"
+    if not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 8:
+        raise KernelError(f"{what}: bits must be 2..8, got {bits!r}")
+    n = out.shape[0] if isinstance(out, np.ndarray) and out.ndim == 1 else -1
+    buffer(out, np.float32, (None,), "out", what, out=True)
+    _packed(packed, bits, n, what)
+    if not isinstance(group, (int, np.integer)) or group < 1:
+        raise KernelError(f"{what}: group must be a positive integer, got {group!r}")
+    ng = (n + group - 1) // group
+    buffer(scale, np.float64, (ng,), "scale", what)
+    if zero is not None:
+        buffer(zero, np.int64, (ng,), "zero", what)
+    _affine(packed, int(bits), bool(is_signed), scale,
+            zero if zero is not None else np.zeros(ng, np.int64), int(group), out,
+            threads(n_threads, what))
+
+
+cdef void _affine(const uint8_t[::1] packed, int bits, bint is_signed, const double[::1] scale,
+                  const int64_t[::1] zero, Py_ssize_t group, float[::1] out, int n_threads):
+    cdef Py_ssize_t i, n = out.shape[0], nbytes = packed.shape[0]
+    cdef int64_t q
+    if n == 0:
+        return
+    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+        q = code_at(&packed[0], nbytes, i, bits, False)
+        if is_signed and q >= (1 << (bits - 1)):
+            q = q - (1 << bits)
+        out[i] = <float>(scale[i // group] * <double>(q - zero[i // group]))
