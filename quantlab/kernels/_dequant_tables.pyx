@@ -80,17 +80,44 @@ def lookup(codes, bits, high_first, table, scale, group, divide, out, n_threads=
 cdef void _lookup(const uint8_t[::1] codes, int bits, bint high_first, const float[::1] table,
                   const float[::1] scale, Py_ssize_t group, bint divide, bint scaled,
                   float[::1] out, int n_threads):
-    cdef Py_ssize_t i, n = out.shape[0], nbytes = codes.shape[0]
-    cdef float v
+    cdef Py_ssize_t g, i, n = out.shape[0], nbytes = codes.shape[0], G
+    cdef float v, s
     if n == 0:
         return
-    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
-        v = table[code_at(&codes[0], nbytes, i, bits, high_first)]
+    if not scaled:
+        group = 4096                    # no scales: just split the work into chunks
+    G = (n + group - 1) // group
+    for g in prange(G, nogil=True, schedule="static", num_threads=n_threads):
+        s = scale[g] if scaled else 1
+        if bits == 4 and group % 2 == 0 and (g + 1) * group <= n:
+            _nibble_group(&codes[0] + g * group // 2, group // 2, high_first, &table[0], s,
+                          scaled, divide, &out[0] + g * group)
+            continue
+        for i in range(g * group, min(n, (g + 1) * group)):
+            v = table[code_at(&codes[0], nbytes, i, bits, high_first)]
+            if scaled and divide:
+                v = v / s
+            elif scaled:
+                v = v * s
+            out[i] = v
+
+
+cdef inline void _nibble_group(const uint8_t *p, Py_ssize_t nb, bint high_first, const float *table,
+                               float s, bint scaled, bint divide, float *y) noexcept nogil:
+    # a whole group of byte-aligned 4-bit codes: two elements per byte, no per-element branching
+    cdef Py_ssize_t k
+    cdef float a, b
+    for k in range(nb):
+        a = table[(p[k] >> 4) if high_first else (p[k] & 15)]
+        b = table[(p[k] & 15) if high_first else (p[k] >> 4)]
         if scaled and divide:
-            v = v / scale[i // group]
+            a = a / s
+            b = b / s
         elif scaled:
-            v = v * scale[i // group]
-        out[i] = v
+            a = a * s
+            b = b * s
+        y[2 * k] = a
+        y[2 * k + 1] = b
 
 
 def affine(packed, bits, is_signed, scale, zero, group, out, n_threads=1):
@@ -118,12 +145,34 @@ def affine(packed, bits, is_signed, scale, zero, group, out, n_threads=1):
 
 cdef void _affine(const uint8_t[::1] packed, int bits, bint is_signed, const double[::1] scale,
                   const int64_t[::1] zero, Py_ssize_t group, float[::1] out, int n_threads):
-    cdef Py_ssize_t i, n = out.shape[0], nbytes = packed.shape[0]
-    cdef int64_t q
+    cdef Py_ssize_t g, i, n = out.shape[0], nbytes = packed.shape[0], G = (n + group - 1) // group
+    cdef int64_t q, z
+    cdef double s
     if n == 0:
         return
-    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
-        q = code_at(&packed[0], nbytes, i, bits, False)
-        if is_signed and q >= (1 << (bits - 1)):
-            q = q - (1 << bits)
-        out[i] = <float>(scale[i // group] * <double>(q - zero[i // group]))
+    for g in prange(G, nogil=True, schedule="static", num_threads=n_threads):
+        s = scale[g]
+        z = zero[g]
+        if bits == 4 and group % 2 == 0 and (g + 1) * group <= n:
+            _affine4(&packed[0] + g * group // 2, group // 2, is_signed, s, z, &out[0] + g * group)
+            continue
+        for i in range(g * group, min(n, (g + 1) * group)):
+            q = code_at(&packed[0], nbytes, i, bits, False)
+            if is_signed and q >= (1 << (bits - 1)):
+                q = q - (1 << bits)
+            out[i] = <float>(s * <double>(q - z))
+
+
+cdef inline void _affine4(const uint8_t *p, Py_ssize_t nb, bint is_signed, double s, int64_t z,
+                          float *y) noexcept nogil:
+    # byte-aligned 4-bit codes, low nibble first: sign-extend, subtract z, scale in float64
+    cdef Py_ssize_t k
+    cdef int lo, hi
+    for k in range(nb):
+        lo = p[k] & 15
+        hi = p[k] >> 4
+        if is_signed:
+            lo = lo - 16 if lo >= 8 else lo
+            hi = hi - 16 if hi >= 8 else hi
+        y[2 * k] = <float>(s * <double>(lo - z))
+        y[2 * k + 1] = <float>(s * <double>(hi - z))
