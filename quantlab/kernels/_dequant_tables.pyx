@@ -10,13 +10,16 @@ group, divide, out, n_threads)``                        ``/ q_scale``), OCP MX (
                                                         absmax, high nibble first)
 ``affine(packed, bits, is_signed, scale, zero, group,      INT2..INT8 (integer.py:
 out, n_threads)``                                       ``float32(s · (q − z))``, float64 product)
+``matmul_lookup(..., x, out)`` / ``matmul_affine``       ``x @ fmt.dequantize(qt).T`` (fused mat-vec
+                                                        on the codes; float tolerance)
 ======================================================  =========================================
 
 ``out[i] = table[code_i] (· or /) scale[i // group]`` — one float32 operation, as the NumPy
 code does it, so results are bit-identical (NaN codes keep their table bits).
 """
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.stdint cimport uint8_t, int32_t, int64_t
+from libc.stdlib cimport malloc, free
 cimport quantlab.kernels._openmp as _omp
 
 import numpy as np
@@ -176,3 +179,98 @@ cdef inline void _affine4(const uint8_t *p, Py_ssize_t nb, bint is_signed, doubl
             hi = hi - 16 if hi >= 8 else hi
         y[2 * k] = <float>(s * <double>(lo - z))
         y[2 * k + 1] = <float>(s * <double>(hi - z))
+
+
+# ------------------------------------------------------------------ fused mat-vec on the codes
+cdef extern from *:
+    """
+    /* Σ a[k]·b[k], float32, 16 lane accumulators then a fixed-order reduction (as _matvec) */
+    static inline float ql_dot_f32t(const float *a, const float *b, Py_ssize_t n) {
+        float acc[16] = {0};
+        Py_ssize_t i = 0;
+        for (; i + 16 <= n; i += 16)
+            for (int k = 0; k < 16; k++) acc[k] += a[i + k] * b[i + k];
+        float s = 0.0f;
+        for (int k = 0; k < 16; k++) s += acc[k];
+        for (; i < n; i++) s += a[i] * b[i];
+        return s;
+    }
+    """
+    float ql_dot_f32t(const float *a, const float *b, Py_ssize_t n) noexcept nogil
+
+
+def _mm_shapes(x, out, what):
+    buffer(x, np.float32, (None, None), "x", what)
+    buffer(out, np.float32, (x.shape[0], None), "out", what, out=True)
+    return x.shape[1], out.shape[1]
+
+
+def matmul_lookup(codes, bits, high_first, table, scale, group, x, out, n_threads=1):
+    """``out = x @ W.T`` where ``W`` (n_out, n) is what :func:`lookup` decodes: row by row
+    into a private buffer, never the whole matrix.  Twin: ``x @ fmt.dequantize(qt).T``
+    (float tolerance).  x (T, n) float32, out (T, n_out) float32."""
+    what = "matmul_lookup"
+    n, n_out = _mm_shapes(x, out, what)
+    _packed(codes, bits, n * n_out, what)
+    buffer(table, np.float32, (1 << bits,), "table", what)
+    if bits not in (4, 8) or not isinstance(group, (int, np.integer)) or group < 1:
+        raise KernelError(f"{what}: bits must be 4 or 8 and group >= 1, got {bits!r}, {group!r}")
+    buffer(scale, np.float32, ((n * n_out + group - 1) // group,), "scale", what)
+    _mm(0, codes, bits, bool(high_first), table, scale, np.zeros(1), np.zeros(1, np.int64),
+        int(group), False, x, out, threads(n_threads, what))
+
+
+def matmul_affine(packed, bits, is_signed, scale, zero, group, x, out, n_threads=1):
+    """``out = x @ W.T`` with ``W`` what :func:`affine` decodes (row by row, never whole)."""
+    what = "matmul_affine"
+    n, n_out = _mm_shapes(x, out, what)
+    if not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 8 or group < 1:
+        raise KernelError(f"{what}: bits must be 2..8 and group >= 1, got {bits!r}, {group!r}")
+    _packed(packed, bits, n * n_out, what)
+    ng = (n * n_out + group - 1) // group
+    buffer(scale, np.float64, (ng,), "scale", what)
+    if zero is not None:
+        buffer(zero, np.int64, (ng,), "zero", what)
+    _mm(1, packed, int(bits), False, np.zeros(1 << 8, np.float32), np.zeros(1, np.float32), scale,
+        zero if zero is not None else np.zeros(ng, np.int64), int(group), bool(is_signed), x, out,
+        threads(n_threads, what))
+
+
+cdef void _mm(int kind, const uint8_t[::1] codes, int bits, bint high_first, const float[::1] table,
+              const float[::1] fscale, const double[::1] dscale, const int64_t[::1] zero,
+              Py_ssize_t group, bint is_signed, const float[:, ::1] x, float[:, ::1] out,
+              int n_threads):
+    cdef Py_ssize_t o, t, i, e, n = x.shape[1], n_out = out.shape[1], T = x.shape[0]
+    cdef Py_ssize_t nbytes = codes.shape[0]
+    cdef float *row
+    cdef int64_t q
+    if n_out == 0 or T == 0:
+        return
+    with nogil, parallel(num_threads=n_threads):
+        row = <float *>malloc(n * sizeof(float))
+        if row != NULL:
+            for o in prange(n_out, schedule="static"):
+                if bits == 4 and n % group == 0 and group % 2 == 0:     # whole groups per row
+                    for e in range(n // group):
+                        i = o * n + e * group
+                        if kind == 0:
+                            _nibble_group(&codes[0] + i // 2, group // 2, high_first, &table[0],
+                                          fscale[i // group], True, False, row + e * group)
+                        else:
+                            _affine4(&codes[0] + i // 2, group // 2, is_signed, dscale[i // group],
+                                     zero[i // group], row + e * group)
+                    for t in range(T):
+                        out[t, o] = ql_dot_f32t(row, &x[t, 0], n)
+                    continue
+                for e in range(n):              # decode row o (flat element index i)
+                    i = o * n + e
+                    if kind == 0:
+                        row[e] = table[code_at(&codes[0], nbytes, i, bits, high_first)] * fscale[i // group]
+                    else:
+                        q = code_at(&codes[0], nbytes, i, bits, False)
+                        if is_signed and q >= (1 << (bits - 1)):
+                            q = q - (1 << bits)
+                        row[e] = <float>(dscale[i // group] * <double>(q - zero[i // group]))
+                for t in range(T):
+                    out[t, o] = ql_dot_f32t(row, &x[t, 0], n)
+            free(row)

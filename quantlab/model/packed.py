@@ -10,6 +10,8 @@ float32 copy (SmolLM2-135M: ~540 MB for a 100 MB file).  Here the weights stay a
                            scratch buffer for a BLAS product.  ``act_quant=True``: llama.cpp's
                            mode — x quantized to the type's partner (Q8_0/Q8_1/Q8_K) and
                            integer dot products (:mod:`quantlab.formats.ggml.dot`).
+``PackedTableLinear``      the same for NF4 / bnb FP4 / INTn weights (``quantlab.quantize``
+                           QTensors, e.g. via ``Model.with_weights``): float activations
 ``PackedEmbedding``        the token table in its bytes; ``table[tokens]`` decodes only the
                            looked-up rows (ggml's ``get_rows``)
 =========================  ==============================================================
@@ -30,7 +32,8 @@ from ..formats.ggml.base import GGMLFormat
 from ..formats.ggml import dot
 from .weights import Linear, as_float32
 
-__all__ = ["PackedLinear", "PackedEmbedding", "embedding_table", "pack", "dequantize_rows"]
+__all__ = ["PackedLinear", "PackedTableLinear", "PackedEmbedding", "embedding_table", "pack",
+           "dequantize_rows"]
 
 SMALL_T = 8                 # up to this many tokens the fused kernel beats dequantize + BLAS
 PANEL_FLOATS = 1 << 20      # scratch panel size (4 MB of float32) for the long-prompt path
@@ -132,6 +135,50 @@ class PackedLinear(Linear):
         return out
 
 
+class PackedTableLinear(Linear):
+    """``y = x @ Wᵀ`` on NF4 / bitsandbytes FP4 / INTn codes (fused kernels in
+    ``_dequant_tables``; without kernels: the NumPy dequantize, then the product)."""
+
+    KINDS = ("nf4", "bnb_fp4", "int2", "int3", "int4", "int5", "int6", "int7", "int8")
+
+    def __init__(self, name: str, source: QTensor):
+        super().__init__(name, source)
+        fmt, qt = source.format, source
+        self.codes = np.ascontiguousarray(qt.data, np.uint8).reshape(-1)
+        if fmt.name in ("nf4", "bnb_fp4"):
+            self.kind, self.bits = "lookup", 4
+            absmax = qt.meta["absmax"]
+            if qt.options["double_quant"]:         # absmax' = dynamic[q8]·absmax2 + offset
+                from ..formats.nf4 import dequantize_blockwise_8bit
+                absmax = dequantize_blockwise_8bit(qt.meta["absmax"], qt.meta["absmax2"]) + qt.meta["offset"]
+            self.scale = np.ascontiguousarray(absmax, np.float32).reshape(-1)
+            self.table = np.ascontiguousarray(fmt._decode_table(qt.shape), np.float32)
+            self.group = qt.options["blocksize"]
+        else:
+            self.kind, self.bits = "affine", fmt.bits
+            s, z = fmt.params(qt)
+            gran = qt.options["granularity"]
+            self.group = (qt.size if gran == "tensor" else
+                          qt.shape[-1] if gran == "channel" else qt.options["group_size"])
+            self.scale = np.ascontiguousarray(s, np.float64).reshape(-1)
+            self.zero = None if qt.options["symmetric"] else np.ascontiguousarray(z, np.int64).reshape(-1)
+            self.signed = bool(qt.options["symmetric"])
+
+    def matmul(self, x: np.ndarray) -> np.ndarray:
+        k = backend.kernel("_dequant_tables")
+        if k is None:
+            return x @ self.weight.T                       # the reference (dequantize once)
+        x = np.ascontiguousarray(x, np.float32)
+        out = np.empty((x.shape[0], self.shape[0]), np.float32)
+        nt = backend.n_threads(self.codes.size)
+        if self.kind == "lookup":
+            k.matmul_lookup(self.codes, 4, True, self.table, self.scale, self.group, x, out, nt)
+        else:
+            k.matmul_affine(self.codes, self.bits, self.signed, self.scale, self.zero, self.group,
+                            x, out, nt)
+        return out
+
+
 def _round_activations(x: np.ndarray, name: str) -> np.ndarray:
     """Activations as llama.cpp converts them for F16 / BF16 weights (RNE)."""
     if name == "ggml_f16":
@@ -142,9 +189,13 @@ def _round_activations(x: np.ndarray, name: str) -> np.ndarray:
 
 def _packed(lin: Linear, act_quant: bool) -> Linear:
     src = lin.source.source if isinstance(lin.source, PackedEmbedding) else lin.source
-    if not _ggml(src):
+    if (isinstance(src, QTensor) and src.format.name in PackedTableLinear.KINDS
+            and len(src.shape) == 2 and backend.kernel("_dequant_tables") is not None):
+        new = PackedTableLinear(lin.name, src)
+    elif not _ggml(src):
         return lin                          # a float32 weight: the reference Linear is the path
-    new = PackedLinear(lin.name, src, act_quant)
+    else:
+        new = PackedLinear(lin.name, src, act_quant)
     new.hook = lin.hook
     return new
 

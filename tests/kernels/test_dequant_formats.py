@@ -96,3 +96,41 @@ def test_bad_arguments_raise_kernel_error():
                  (codes, 4, True, s, None, 0, out)]:
         with pytest.raises(KernelError):
             _t.affine(*args)
+
+
+@pytest.mark.parametrize("name,opts", [("nf4", {}), ("nf4", {"double_quant": True}),
+                                       ("bnb_fp4", {"blocksize": 128}), ("int4", {}),
+                                       ("int4", {"symmetric": False, "group_size": 32}),
+                                       ("int8", {}), ("int3", {"granularity": "channel"})])
+@pytest.mark.parametrize("T", [1, 3])
+def test_fused_matmul_on_codes(name, opts, T, monkeypatch):
+    """PackedTableLinear (matmul_lookup / matmul_affine) == x @ dequantize(W).T, any threads."""
+    from quantlab.model.packed import PackedTableLinear
+    W = x_of((40, 256), 3)
+    qt = ql.quantize(W, name, **opts)
+    x = np.random.default_rng(T).standard_normal((T, 256)).astype(np.float32)
+    ref = x.astype(np.float64) @ qt.dequantize().astype(np.float64).T
+    lin = PackedTableLinear("w", qt)
+    outs = []
+    for n in ("1", "2"):
+        with monkeypatch.context() as m:
+            m.setenv("OMP_NUM_THREADS", n)
+            outs.append(lin(x))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    scale = np.abs(x) @ np.abs(qt.dequantize()).T
+    assert np.all(np.abs(outs[0] - ref) <= 1e-6 * scale + 1e-30)
+    assert lin._w is None                                  # never a float32 copy of W
+
+
+def test_fused_matmul_bad_arguments():
+    codes = np.zeros(64, np.uint8)
+    x = np.zeros((2, 16), np.float32)
+    out = np.zeros((2, 8), np.float32)
+    t16, s = np.zeros(16, np.float32), np.ones(2, np.float32)
+    _t.matmul_lookup(codes, 4, True, t16, s, 64, x, out)
+    for args in [(codes[:10], 4, True, t16, s, 64, x, out), (codes, 4, True, t16, s[:1], 64, x, out),
+                 (codes, 4, True, t16, s, 64, x.astype(np.float64), out), (codes, 4, True, t16, s, 64, x, out[:1])]:
+        with pytest.raises(KernelError):
+            _t.matmul_lookup(*args)
+    with pytest.raises(KernelError):
+        _t.matmul_affine(codes, 4, True, np.ones(1, np.float64), None, 64, x, out)
