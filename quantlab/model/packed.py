@@ -94,6 +94,9 @@ class PackedLinear(Linear):
         self.act_quant = act_quant
         self.fmt = source.format
         self.packed = np.ascontiguousarray(np.asarray(source.data).reshape(source.shape[0], -1))
+        if self.fmt.name in dot.PARTNER:        # the activation format, looked up once
+            act = dot.partner(self.fmt)
+            self._act = (act.ggml_type, act.row_bytes(source.shape[-1]))
 
     def matmul(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, np.float32)                            # (T, n)
@@ -111,11 +114,12 @@ class PackedLinear(Linear):
         mv, aq = backend.kernel("_matvec"), backend.kernel("_actquant")
         if mv is None or aq is None:
             return dot.matmul_act_quant(self.fmt, self.packed, x)          # the NumPy twin
-        act = dot.partner(self.fmt)
-        a = np.empty((x.shape[0], act.row_bytes(x.shape[1])), np.uint8)
-        aq.quantize_rows(act.ggml_type, x, a, backend.n_threads(x.size))
+        act_type, act_row = self._act
+        nt = backend.n_threads(self.packed.size)
+        a = np.empty((x.shape[0], act_row), np.uint8)
+        aq.quantize_rows(act_type, x, a, nt if x.shape[0] > 1 else 1)   # one row: no team
         out = np.empty((x.shape[0], self.packed.shape[0]), np.float32)
-        mv.matmul_q8(self.fmt.ggml_type, self.packed, a, out, backend.n_threads(self.packed.size))
+        mv.matmul_q8(self.fmt.ggml_type, self.packed, a, out, nt)
         return out
 
     def _float(self, x):
