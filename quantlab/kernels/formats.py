@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import backend
 
-__all__ = ["minifloat", "mx", "bnb4", "integer"]
+__all__ = ["minifloat", "mx", "bnb4", "integer", "ggml"]
 
 
 @lru_cache(maxsize=None)
@@ -77,3 +77,13 @@ def integer(fmt, qt):
              np.ascontiguousarray(s, np.float64).reshape(-1), zero, int(group), out,
              backend.n_threads(n))
     return out.reshape(qt.shape)
+
+
+def ggml(fmt, blocks):
+    """ggml block types: ``_dequant.dequantize`` on (n_blocks, type_size) bytes (NumPy only)."""
+    k = backend.kernel("_dequant")
+    if k is None or not isinstance(blocks, np.ndarray) or fmt.ggml_type not in k.GGML_TYPES:
+        return None
+    out = np.empty((blocks.shape[0], fmt.block_size), np.float32)
+    k.dequantize(fmt.ggml_type, np.ascontiguousarray(blocks, np.uint8), out, backend.n_threads(out.size))
+    return out

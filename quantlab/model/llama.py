@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import backend
 from ..errors import InputError, ModelError
 from .config import Config
 from .weights import Linear, TransformerWeights
@@ -40,8 +41,9 @@ __all__ = ["rmsnorm", "rope_cos_sin", "rope", "softmax", "attention", "silu", "K
 # ----------------------------------------------------------------------------- primitives
 def rmsnorm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     """``x / sqrt(mean(x²) + eps) * weight`` along the last axis (ggml_rms_norm then ggml_mul)."""
-    ms = np.mean(np.square(x, dtype=np.float64), axis=-1, keepdims=True)   # (T, 1), double like ggml
-    scale = (1.0 / np.sqrt(ms + eps)).astype(np.float32)
+    xp = backend.xp(x)                                    # NumPy, or CuPy for CuPy arrays
+    ms = xp.mean(xp.square(x, dtype=np.float64), axis=-1, keepdims=True)   # (T, 1), double like ggml
+    scale = (1.0 / xp.sqrt(ms + eps)).astype(np.float32)
     return (x * scale) * weight
 
 
@@ -72,8 +74,9 @@ def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Numerically safe softmax: subtract the max, exponentiate, divide by a float64 sum
     (ggml's ``ggml_vec_soft_max_f32`` accumulates in double too)."""
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True, dtype=np.float64).astype(np.float32)
+    xp = backend.xp(x)
+    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+    return e / xp.sum(e, axis=axis, keepdims=True, dtype=np.float64).astype(np.float32)
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, pos: int) -> np.ndarray:
@@ -90,20 +93,21 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, pos: int) -> np.ndarr
     # group the kv_mul query heads of each KV head: (n_kv, kv_mul*T, hd).  Scaling q instead of
     # the scores is exact when 1/sqrt(hd) is a power of two (hd = 64, 256) and cheaper.
     qg = (q * np.float32(1.0 / np.sqrt(hd))).transpose(1, 0, 2).reshape(n_kv_heads, kv_mul * T, hd)
-    kt = np.ascontiguousarray(k.transpose(1, 2, 0))        # (n_kv, hd, S), contiguous for BLAS
+    xp = backend.xp(q, k, v)
+    kt = xp.ascontiguousarray(k.transpose(1, 2, 0))        # (n_kv, hd, S), contiguous for BLAS
     scores = (qg @ kt).reshape(n_heads, T, S)              # (n_heads, T, S)
     # query t sits at position pos+t and may see keys 0 … pos+t
-    future = np.arange(S)[None, :] > (pos + np.arange(T))[:, None]          # (T, S)
+    future = xp.arange(S)[None, :] > (pos + xp.arange(T))[:, None]          # (T, S)
     scores[:, future] = -np.inf
     att = softmax(scores)                                  # (n_heads, T, S)
-    vh = np.ascontiguousarray(v.transpose(1, 0, 2))        # (n_kv, S, hd)
+    vh = xp.ascontiguousarray(v.transpose(1, 0, 2))        # (n_kv, S, hd)
     out = att.reshape(n_kv_heads, kv_mul * T, S) @ vh      # (n_kv, kv_mul*T, hd)
     return out.reshape(n_heads, T, hd).transpose(1, 0, 2).reshape(T, n_heads * hd)
 
 
 def silu(x: np.ndarray) -> np.ndarray:
     """``x · σ(x)``"""
-    return x / (np.float32(1.0) + np.exp(-x))
+    return x / (np.float32(1.0) + backend.xp(x).exp(-x))
 
 
 # ----------------------------------------------------------------------------- KV cache

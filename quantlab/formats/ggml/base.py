@@ -15,7 +15,9 @@ from abc import abstractmethod
 
 import numpy as np
 
+from ... import backend
 from ...errors import ShapeError, InputError
+from ...kernels import formats as kernel_formats
 from ..base import Format, QTensor
 
 __all__ = ["GGMLFormat"]
@@ -62,7 +64,9 @@ class GGMLFormat(Format):
         return QTensor(self, shape, data.reshape(*shape[:-1], -1), {}, {"imatrix": imatrix is not None})
 
     def _dequantize(self, qt: QTensor) -> np.ndarray:
-        blocks = np.ascontiguousarray(qt.data).reshape(-1, self.type_size)
+        blocks = backend.xp(qt.data).ascontiguousarray(qt.data).reshape(-1, self.type_size)
+        if (fast := kernel_formats.ggml(self, blocks)) is not None:   # compiled twin, same bits
+            return fast.reshape(qt.shape)
         return self.dequantize_blocks(blocks).reshape(qt.shape)
 
     def from_bytes(self, raw, shape) -> QTensor:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import backend
 from ...errors import FormatError
 from .numerics import f32
 
@@ -44,7 +45,7 @@ def pack_nibbles(q: np.ndarray) -> np.ndarray:
 
 def unpack_nibbles(qs: np.ndarray) -> np.ndarray:
     """(nb, 16) bytes -> (nb, 32) nibbles in element order (low nibbles, then high nibbles)."""
-    return np.concatenate([qs & 15, qs >> 4], axis=-1).astype(np.uint8)
+    return backend.xp(qs).concatenate([qs & 15, qs >> 4], axis=-1).astype(np.uint8)
 
 
 def pack_qh(q: np.ndarray) -> np.ndarray:
@@ -55,7 +56,9 @@ def pack_qh(q: np.ndarray) -> np.ndarray:
 
 def unpack_qh(qh: np.ndarray) -> np.ndarray:
     """(nb, 4) bytes -> (nb, 32) high bits (0/1), element order."""
-    return np.unpackbits(qh, axis=-1, bitorder="little")
+    # bit k of byte j is element 8j + k (little bit order); shifts work on NumPy and CuPy
+    bits = (qh[..., :, None] >> backend.xp(qh).arange(8, dtype=np.uint8)) & 1       # (nb, 4, 8)
+    return bits.reshape(*qh.shape[:-1], 8 * qh.shape[-1]).astype(np.uint8)
 
 
 def u16_bytes(bits: np.ndarray) -> np.ndarray:

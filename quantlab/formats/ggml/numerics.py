@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import backend
+
 f32 = np.float32
 
 __all__ = ["f32", "seq_sum", "rne", "rhaz", "fp16", "half", "rt16", "first_max_abs"]
@@ -63,7 +65,8 @@ def fp16(v: np.ndarray) -> np.ndarray:
 
 def half(bits: np.ndarray) -> np.ndarray:
     """IEEE half bits (uint16) -> float32, exact widening."""
-    return np.asarray(bits, dtype=np.uint16).view(np.float16).astype(f32)
+    xp = backend.xp(bits)                              # NumPy, or CuPy for CuPy input
+    return xp.asarray(bits, dtype=xp.uint16).view(xp.float16).astype(f32)
 
 
 def rt16(v: np.ndarray) -> np.ndarray:
