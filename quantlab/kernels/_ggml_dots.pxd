@@ -83,11 +83,7 @@ cdef inline void unpack_q5_1(const uint8_t *x, int8_t *q, Py_ssize_t nb) noexcep
 
 
 cdef inline void unpack_q8_0(const uint8_t *x, int8_t *q, Py_ssize_t nb) noexcept nogil:
-    cdef Py_ssize_t b
-    cdef int j
-    for b in range(nb):
-        for j in range(32):
-            q[32 * b + j] = <int8_t>x[34 * b + 2 + j]
+    pass                            # Q8_0 levels are the stored bytes: vd_q8_0 reads them in place
 
 
 cdef inline void unpack_iq4_nl_16(const uint8_t *qs, int8_t *q) noexcept nogil:
@@ -204,8 +200,8 @@ cdef inline float vd_q5_0(const uint8_t *x, const int8_t *q, const uint8_t *y, P
 cdef inline float vd_q8_0(const uint8_t *x, const int8_t *q, const uint8_t *y, Py_ssize_t nb) noexcept nogil:
     cdef float acc = 0
     cdef Py_ssize_t b
-    for b in range(nb):             # sumi*(d_x*d_y)
-        acc = acc + <float>ql_dot_i8(q + 32 * b, <const int8_t *>(y + 34 * b + 2), 32) * (
+    for b in range(nb):             # sumi*(d_x*d_y); the weight levels straight from the bytes
+        acc = acc + <float>ql_dot_i8(<const int8_t *>(x + 34 * b + 2), <const int8_t *>(y + 34 * b + 2), 32) * (
             ql_half(x + 34 * b) * ql_half(y + 34 * b))
     return acc
 
