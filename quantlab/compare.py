@@ -12,10 +12,10 @@ reference (float32) forward pass; the table reports
     ppl, dppl_%     llama-perplexity's method on the first ``chunks`` chunks of ``ctx`` tokens
                     (relative change against the F32 row)
     tok_s, path     decode speed (tokens/s, one token at a time after a short prompt; the best
-                    of a few tokens): "packed" = matrix products on the stored ggml bytes with
-                    the compiled kernels (:mod:`quantlab.model.packed`; smaller weights read
-                    less memory), "float32" = dequantized weights (the same speed for every
-                    format: no kernel for that format, or none compiled)
+                    of a few tokens): "packed" = matrix products on the stored bytes with the
+                    compiled kernels (:mod:`quantlab.model.packed`; smaller weights read less
+                    memory), "float32" = dequantized weights (the same speed for every format:
+                    no kernel for that format, or none compiled)
 
 Format names:
 
@@ -171,14 +171,12 @@ def decode_speed(model, prompt_ids, n: int = 8) -> float:
 
 def _packed_variant(model, quantized: dict):
     """The variant on its stored bytes with the packed-weight kernels, or None without them."""
-    try:
-        from .model.packed import PackedLinear, pack
-    except ImportError:          # the packed path is optional
-        return None
+    from .model.packed import pack
+    from .model.weights import Linear
     variant = model.with_weights(quantized)
     pack(variant.weights)
-    if not all(isinstance(lin, PackedLinear) for lin in variant.linears()):
-        return None              # some matrix has no kernel (quantlab formats): float32 path
+    if any(type(lin) is Linear for lin in variant.linears()):
+        return None              # some matrix has no kernel (or none is compiled): float32 path
     return variant
 
 

@@ -98,20 +98,30 @@ def run_generate(args) -> int:
 
 def run_chat(args) -> int:
     from ..model.generate import chat
-    model = _load(args)
-    interactive = sys.stdin is not None and sys.stdin.isatty()
-    if interactive:
-        print("quantlab chat — type a message, Ctrl-D to quit", file=sys.stderr)
+    interactive = sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty()
 
-    def read() -> str:
+    def read_line() -> str:
         if sys.stdin is None or sys.stdin.closed:
             raise EOFError
-        if interactive:
-            return input("> ")
         line = sys.stdin.readline()
         if not line:
             raise EOFError
         return line
+
+    pending: list[str] = []
+    if not interactive:             # piped input: nothing to say -> done, without loading the model
+        try:
+            pending.append(read_line())
+        except EOFError:
+            return 0
+    model = _load(args)
+    if interactive:
+        print("quantlab chat — type a message, Ctrl-D to quit", file=sys.stderr)
+
+    def read() -> str:
+        if pending:
+            return pending.pop()
+        return input("> ") if interactive else read_line()
 
     chat(model, read=read, n=args.n_predict, n_ctx=args.ctx_size, **_sampling(args))
     return 0

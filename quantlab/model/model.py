@@ -108,12 +108,13 @@ class Model(Llama):
                 f"{c.n_heads}/{c.n_kv_heads} heads, vocab {c.vocab_size})")
 
 
-def load_model(path=None, act_quant: bool = False) -> Model:
+def load_model(path=None, act_quant: bool = False, packed: bool | None = None) -> Model:
     """Open a Llama-architecture GGUF (default: the embedded SmolLM2-135M-Instruct).
 
     Matrix products run on the packed bytes when the kernels are compiled (see
     :mod:`quantlab.model.packed`); ``act_quant=True`` quantizes activations to Q8_0/Q8_1/Q8_K
-    and uses integer dot products, as llama.cpp does.
+    and uses integer dot products, as llama.cpp does.  ``packed=False`` keeps the float32
+    reference path (:class:`~quantlab.model.weights.Linear`: each weight dequantized once).
     """
     from ..io.gguf import GGUFFile
     g = GGUFFile(default_model_path() if path is None else path)
@@ -123,7 +124,9 @@ def load_model(path=None, act_quant: bool = False) -> Model:
     if tokenizer.vocab_size != config.vocab_size:
         raise ModelError(f"{g.path}: the tokenizer has {tokenizer.vocab_size} tokens but the model "
                          f"{config.vocab_size}")
-    weights = pack(TransformerWeights.from_gguf(g, config), act_quant)
+    weights = TransformerWeights.from_gguf(g, config)
+    if packed is not False or act_quant:
+        weights = pack(weights, act_quant)
     return Model(config, weights, tokenizer, g.metadata, g.path)
 
 

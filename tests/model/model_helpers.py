@@ -34,12 +34,10 @@ golden = _root_conftest().golden
 
 @lru_cache(maxsize=1)
 def smollm2():
-    """The embedded SmolLM2-135M-Instruct with every weight dequantized once (shared by all tests)."""
+    """The embedded SmolLM2-135M-Instruct on the float32 reference path (every weight dequantized
+    once), shared by all tests.  The packed path is tested against it in tests/kernels."""
     import quantlab as ql
-    m = ql.load_model()
-    for lin in m.linears():
-        lin.weight   # dequantize now, so timings in tests measure the forward only
-    return m
+    return ql.load_model(packed=False)
 
 
 def tiny_config(**kw) -> Config:
