@@ -14,7 +14,8 @@ For every matrix multiplication ``y = x @ Wᵀ`` of the forward pass, with activ
 ``attn_q``, ``attn_k`` and ``attn_v`` see the same input, so their sums are equal.  Only
 ``blk.*`` weights are collected unless ``process_output=True`` (llama-imatrix's
 ``--process-output``; with tied embeddings the product uses ``token_embd.weight``, the name
-recorded).  The text is cut into chunks exactly as for perplexity (at least ``2·ctx`` tokens,
+recorded, as in current llama.cpp).  Products of fewer than 16 token rows are skipped, as
+llama-imatrix skips them.  The text is cut into chunks exactly as for perplexity (at least ``2·ctx`` tokens,
 ``len // ctx`` chunks, each from an empty cache, every token of a chunk collected), and the
 chunks' perplexity is reported too, as llama-imatrix prints it.
 
@@ -74,6 +75,8 @@ def collect_imatrix(model, text: str | None = None, *, tokens=None, ctx: int = 5
         name = names[id(lin)]
 
         def hook(_, x):                                     # x (T, n_in)
+            if x.shape[0] < 16:       # llama-imatrix skips products of < 16 rows (its own
+                return                # comment asks "why?"); mirrored so counts agree
             x64 = x.astype(np.float64)
             if name not in sums:
                 sums[name] = np.zeros(x.shape[-1], np.float64)
@@ -92,6 +95,9 @@ def collect_imatrix(model, text: str | None = None, *, tokens=None, ctx: int = 5
     finally:
         for lin, h in zip(linears, previous):
             lin.hook = h
+    if not sums:
+        raise InputError(f"no matrix product had 16 or more token rows (ctx {ctx}); llama-imatrix "
+                         "ignores smaller batches, so use ctx >= 16")
     bad = [n for n, s in sums.items() if not np.all(np.isfinite(s))]
     if bad:   # llama-imatrix aborts on non-finite sums too
         raise InputError(f"non-finite activations in {bad[:3]}: the model overflows on this text")
