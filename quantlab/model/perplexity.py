@@ -77,8 +77,8 @@ def perplexity(model, text=None, ctx: int = 512, chunks: int | None = None, *, t
     from tqdm.auto import tqdm
 
     ctx = int(ctx)
-    if ctx < 4 or ctx % 2:
-        raise InputError(f"ctx must be an even number >= 4, got {ctx}")
+    if ctx < 4:
+        raise InputError(f"ctx must be >= 4 tokens (the second half of each chunk is scored), got {ctx}")
     if ctx > model.config.seq_len:
         raise InputError(f"ctx {ctx} is longer than the model's trained context {model.config.seq_len}")
     if tokens is None:
