@@ -91,6 +91,12 @@ def parse_format(spec: str) -> tuple[str, str, dict]:
     return "format", fmt.name, options
 
 
+def _format_options(spec: str) -> dict:
+    from .formats import get
+    kind, name, _ = parse_format(spec)
+    return get(name).options if kind == "format" else {}
+
+
 def _parse_value(v: str):
     for conv in (int, float):
         try:
@@ -101,9 +107,14 @@ def _parse_value(v: str):
 
 
 def quantize_weights(reference: dict, spec: str, metadata: dict | None = None,
-                     progress: bool = False) -> tuple[dict, dict]:
+                     progress: bool = False, imatrix: dict | None = None) -> tuple[dict, dict]:
     """Quantize ``{name: float32 array}`` with ``spec``; returns ``({name: QTensor or array},
-    {name: type name})``.  1-D tensors (norms) stay float32."""
+    {name: type name})``.  1-D tensors (norms) stay float32.
+
+    ``imatrix`` (``{name: importance}``, e.g. :func:`quantlab.io.imatrix.load_imatrix`): passed
+    to every ggml type for the tensors it covers, and the mix rules see an imatrix (as
+    ``llama-quantize --imatrix``); formats without an ``imatrix`` option ignore it.
+    """
     from tqdm.auto import tqdm
     from .formats import get
     from .formats.ggml import by_type
@@ -113,7 +124,7 @@ def quantize_weights(reference: dict, spec: str, metadata: dict | None = None,
         return dict(reference), {n: "F32" for n in reference}
     if kind == "mix":
         types = choose_types([(n, w.shape, "F32") for n, w in reference.items()], name,
-                             **model_params(metadata or {}))
+                             has_imatrix=imatrix is not None, **model_params(metadata or {}))
     else:
         types = {n: (name if w.ndim == 2 else "F32") for n, w in reference.items()}
     out = {}
@@ -122,10 +133,11 @@ def quantize_weights(reference: dict, spec: str, metadata: dict | None = None,
         t, w = types[n], reference[n]
         if t == "F32" or w.ndim < 2:
             out[n] = w
-        elif kind == "mix":
-            out[n] = by_type(t).quantize(w)
         else:
-            out[n] = get(t).quantize(w, **options)
+            fmt = by_type(t) if kind == "mix" else get(t)
+            extra = ({"imatrix": imatrix[n]} if imatrix is not None and n in imatrix
+                     and "imatrix" in fmt.options else {})
+            out[n] = fmt.quantize(w, **options, **extra)
     return out, types
 
 
@@ -182,8 +194,11 @@ def _packed_variant(model, quantized: dict):
 
 def compare(model=None, formats=None, text: str | None = None, ctx: int = DEFAULT_CTX,
             chunks: int = DEFAULT_CHUNKS, speed_tokens: int = 8, progress: bool = True,
-            on_row=None) -> list[CompareRow]:
-    """Quantize ``model`` (default: the embedded SmolLM2) into each format and measure it."""
+            on_row=None, imatrix=None) -> list[CompareRow]:
+    """Quantize ``model`` (default: the embedded SmolLM2) into each format and measure it.
+
+    ``imatrix``: an imatrix file path or ``{name: importance}`` used by the ggml types.
+    """
     from tqdm.auto import tqdm
     from .model import load_model
     from .model.text import default_text
@@ -193,6 +208,9 @@ def compare(model=None, formats=None, text: str | None = None, ctx: int = DEFAUL
     for f in formats:
         parse_format(f)                                     # fail fast on a bad name
     model = load_model(model) if model is None or isinstance(model, (str, Path)) else model
+    if isinstance(imatrix, (str, Path)):
+        from .io.imatrix import load_imatrix
+        imatrix = load_imatrix(imatrix)
     text = default_text() if text is None else text
     tokens = model.tokenizer.encode(text, parse_special=False)
     if len(tokens) < 2 * ctx:
@@ -209,7 +227,7 @@ def compare(model=None, formats=None, text: str | None = None, ctx: int = DEFAUL
     for spec in tqdm(order, desc="compare", unit="format", disable=not progress):
         kind = parse_format(spec)[0]
         t0 = time.perf_counter()
-        quantized, types = quantize_weights(reference, spec, model.metadata, progress)
+        quantized, types = quantize_weights(reference, spec, model.metadata, progress, imatrix)
         quant_s = time.perf_counter() - t0
         decoded = {n: (q if isinstance(q, np.ndarray) else q.dequantize()) for n, q in quantized.items()}
         rmse, sqnr, nbytes = _weight_error(reference, quantized, decoded)
@@ -223,8 +241,11 @@ def compare(model=None, formats=None, text: str | None = None, ctx: int = DEFAUL
         del fast, quantized
         if kind == "reference":
             base_ppl = r.ppl
-        row = CompareRow(spec, {"reference": "reference", "mix": "llama.cpp mix",
-                                "format": "quantlab format"}[kind],
+        label = {"reference": "reference", "mix": "llama.cpp mix", "format": "quantlab format"}[kind]
+        if imatrix is not None and kind != "reference" and (kind == "mix" or "imatrix" in
+                                                            _format_options(spec)):
+            label += " +imatrix"
+        row = CompareRow(spec, label,
                          nbytes / 2**20, 8 * nbytes / n_params, rmse, sqnr, r.ppl,
                          100 * (r.ppl / base_ppl - 1) if base_ppl else float("nan"),
                          tok_s, path, quant_s, _type_summary(types, reference))

@@ -27,6 +27,10 @@ def run(args) -> int:
         source = str(path)
     else:
         text, source = default_text(), "pydoc topics (quantlab's default text)"
+    imatrix = None
+    if args.imatrix:                              # read (and checked) before the model loads
+        from ..io.imatrix import load_imatrix
+        imatrix = load_imatrix(args.imatrix)
     model = load_model(args.model)
     name = Path(str(model.path)).name.split(".")[0]          # SmolLM2-135M-Instruct
     note = (f"Model {Path(str(model.path)).name}; perplexity on the first {args.chunks} chunk(s) of "
@@ -37,6 +41,8 @@ def run(args) -> int:
             "embedding/output at 6-8 bits; quantlab formats quantize every matrix, that one "
             "included. tok/s: decode speed, 'packed' = kernels on the stored bytes, 'float32' = "
             "dequantized weights (noisy when other programs share the CPU).")
+    if args.imatrix:
+        note += f" ggml types quantized with the importance matrix {args.imatrix}."
     print(note, file=sys.stderr)
     t0 = time.perf_counter()
 
@@ -45,7 +51,7 @@ def run(args) -> int:
               f"SQNR {row.sqnr_db:6.2f} dB", file=sys.stderr)
 
     rows = cmp.compare(model, formats, text, ctx=args.ctx, chunks=args.chunks,
-                       progress=not args.quiet, on_row=show)
+                       progress=not args.quiet, on_row=show, imatrix=imatrix)
     print(cmp.format_table(rows))
     paths = cmp.write_report(rows, args.out, note, title=f"{name}: perplexity vs bits per weight")
     print(f"\n{note}\nwrote {', '.join(str(p) for p in paths.values())} "
@@ -67,6 +73,8 @@ def add_parser(sub) -> None:
     p.add_argument("-c", "--ctx", type=int, default=DEFAULT_CTX,
                    help=f"tokens per chunk (default {DEFAULT_CTX})")
     p.add_argument("--text", metavar="FILE", help="evaluation text (default: pydoc topics)")
+    p.add_argument("--imatrix", metavar="FILE",
+                   help="importance matrix (llama-imatrix / quantlab imatrix file) for the ggml types")
     p.add_argument("--out", default="out/compare", help="output folder (default out/compare)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

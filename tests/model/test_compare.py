@@ -112,3 +112,25 @@ def test_cli_compare(tiny_path, tmp_path, capsys):
     assert {p.name for p in out.iterdir()} == {"compare.csv", "compare.md", "ppl_vs_bpw.png"}
     assert main(["compare", "--formats", "F32,bogus"]) == 2          # refused before loading
     assert "bogus" in capsys.readouterr().err
+
+
+def test_imatrix_reaches_the_ggml_quantizers(tiny_path, tmp_path, capsys):
+    from quantlab.io.imatrix import load_imatrix
+    from quantlab.model.imatrix import collect_imatrix
+    m = load_model(tiny_path)
+    path = collect_imatrix(m, TEXT, ctx=16, progress=False).save(tmp_path / "t.imatrix.gguf")
+    imp = load_imatrix(path)
+    ref = {n: as_float32(w) for n, w in m.tensors().items()}
+    q, types = quantize_weights(ref, "Q4_0", m.metadata, imatrix=imp)
+    assert types == choose_types([(n, w.shape, "F32") for n, w in ref.items()], "Q4_0",
+                                 has_imatrix=True, **model_params(m.metadata))
+    plain, _ = quantize_weights(ref, "Q4_0", m.metadata)
+    name = "blk.0.ffn_down.weight"
+    assert np.array_equal(q[name].data, by_type(types[name]).quantize(ref[name], imatrix=imp[name]).data)
+    assert any(not np.array_equal(q[n].data, plain[n].data) for n in imp if types[n] == "Q4_0")
+    rows = compare(m, ["F32", "Q4_0", "nf4"], TEXT, ctx=16, chunks=2, speed_tokens=1,
+                   progress=False, imatrix=path)
+    assert [r.kind for r in rows] == ["reference", "llama.cpp mix +imatrix", "quantlab format"]
+    assert main(["compare", "--model", str(tiny_path), "--formats", "F32", "--imatrix",
+                 str(tmp_path / "missing.gguf")]) == 2
+    assert "missing.gguf" in capsys.readouterr().err
