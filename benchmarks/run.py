@@ -170,8 +170,12 @@ def make_models():
     return {t: BENCH_DIR / f"smollm2-{t}.gguf" for t in MODEL_TYPES}
 
 
-def child_model(path, mode, prompt, decode, threads):
-    """Runs in a subprocess: prompt tokens/s (one forward of `prompt` tokens) and decode tok/s."""
+def child_model(path, mode, prompt, decode, threads, weights="gguf"):
+    """Runs in a subprocess: prompt tokens/s (one forward of `prompt` tokens) and decode tok/s.
+
+    ``weights="nf4"``: the GGUF's projection matrices re-quantized to NF4 (blocks of 64) with
+    ``quantlab.quantize``, run through ``Model.with_weights`` (+ the packed path unless numpy).
+    """
     ids = np.load(HERE.parent.parent / "shared/golden/tokens-pydoc-topics.npz")["ids"][:prompt]
     if mode == "llama.cpp":
         from llama_cpp import Llama
@@ -188,6 +192,13 @@ def child_model(path, mode, prompt, decode, threads):
     else:
         import quantlab as ql
         m = ql.load_model(path, act_quant=(mode == "act_quant"))
+        if weights == "nf4":
+            from quantlab.model.packed import pack
+            nf4 = {lin.name: ql.quantize(lin.source.dequantize(), "nf4")
+                   for lin in m.linears() if lin.name != "output.weight"}
+            m = m.with_weights(nf4)
+            if mode != "numpy":
+                pack(m.weights)
         cache = m.new_cache(prompt + decode + 1)
         t0 = time.perf_counter()
         logits = m.forward(ids, 0, cache, logits_from=prompt - 1)
@@ -200,12 +211,12 @@ def child_model(path, mode, prompt, decode, threads):
     print(json.dumps({"prompt_tps": prompt / tp, "decode_tps": decode / td}))
 
 
-def run_child(path, mode, prompt, decode, threads):
+def run_child(path, mode, prompt, decode, threads, weights="gguf"):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
     if mode == "numpy":
         env["QUANTLAB_PURE_NUMPY"] = "1"
     cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--child", str(path), mode,
-           str(prompt), str(decode), str(threads)]
+           str(prompt), str(decode), str(threads), weights]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if r.returncode:
         raise RuntimeError(f"{mode} on {path.name} failed:\n{r.stderr[-2000:]}")
@@ -222,19 +233,22 @@ def bench_model(threads, prompt, decode):
     except ImportError:
         modes = ["numpy", "fast", "act_quant"]
     rows = []
-    for t, path in files.items():
-        res = {m: run_child(path, m, prompt, decode, threads) for m in modes}
+    for t, path in [*files.items(), ("NF4", files["F32"])]:
+        weights = "nf4" if t == "NF4" else "gguf"
+        todo = ["numpy", "fast"] if t == "NF4" else modes          # no NF4 in llama.cpp
+        res = {m: run_child(path, m, prompt, decode, threads, weights) for m in todo}
         size = path.stat().st_size / 2**20
-        row = [t, f"{size:.0f}"]
+        row = [t, f"{size:.0f}" if t != "NF4" else "(F32 file)"]
         for m in modes:
-            row.append(f"{res[m]['decode_tps']:.1f} / {res[m]['prompt_tps']:.0f}")
-        if "llama.cpp" in res:
-            best = max(res["fast"]["decode_tps"], res["act_quant"]["decode_tps"])
-            row.append(f"{best / res['llama.cpp']['decode_tps']:.2f}")
-        rows.append(row + [f"{res['fast']['rss_mb']:.0f} ({res['fast']['rss_mb'] / size:.2f}×)"])
+            row.append(f"{res[m]['decode_tps']:.1f} / {res[m]['prompt_tps']:.0f}" if m in res else "n/a")
+        if "llama.cpp" in modes:
+            best = max(res["fast"]["decode_tps"], res.get("act_quant", res["fast"])["decode_tps"])
+            row.append(f"{best / res['llama.cpp']['decode_tps']:.2f}" if "llama.cpp" in res else "n/a")
+        rss = res["fast"]["rss_mb"]
+        rows.append(row + [f"{rss:.0f} ({rss / size:.2f}×)" if t != "NF4" else f"{rss:.0f}"])
     head = ["file", "MB"] + [f"{m} decode / prompt tok/s" for m in modes]
     if "llama.cpp" in modes:
-        head.append("decode fast ÷ llama.cpp")
+        head.append("best quantlab decode ÷ llama.cpp")
     head.append("fast peak RSS MB (÷ file)")
     return table(f"SmolLM2-135M, {threads} threads, prompt {prompt} tokens, decode {decode} tokens",
                  head, rows)
@@ -299,7 +313,7 @@ def main(argv=None):
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        path, mode, prompt, decode, threads = sys.argv[2:7]
-        child_model(Path(path), mode, int(prompt), int(decode), int(threads))
+        path, mode, prompt, decode, threads, weights = sys.argv[2:8]
+        child_model(Path(path), mode, int(prompt), int(decode), int(threads), weights)
     else:
         main()
