@@ -49,6 +49,8 @@ from ..errors import InputError, ModelError
 
 __all__ = ["Tokenizer", "bytes_to_unicode"]
 
+_NO_MERGE = 1 << 62      # rank of a pair that is not in the merge list
+
 # token types stored in tokenizer.ggml.token_type (llama.cpp's LLAMA_TOKEN_TYPE_*)
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
@@ -220,12 +222,12 @@ class Tokenizer:
         # spell the UTF-8 bytes with the printable byte alphabet, one symbol per byte
         parts = [self._byte_char[b] for b in word.encode("utf-8")]
         while len(parts) > 1:
-            # the adjacent pair with the lowest merge rank, leftmost on ties
-            ranks = [self.ranks.get(pair, -1) for pair in zip(parts, parts[1:])]
-            best = min((r, i) for i, r in enumerate(ranks) if r >= 0) if max(ranks) >= 0 else None
-            if best is None:
+            # join the adjacent pair with the lowest merge rank, the leftmost on ties
+            ranks = [self.ranks.get(pair, _NO_MERGE) for pair in zip(parts, parts[1:])]
+            best = min(ranks)
+            if best == _NO_MERGE:
                 break
-            i = best[1]
+            i = ranks.index(best)
             parts[i:i + 2] = [parts[i] + parts[i + 1]]
         ids = []
         for p in parts:
