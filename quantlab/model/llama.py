@@ -21,7 +21,8 @@ RoPE and the GGUF permutation.  Hugging Face Llama rotates the pair (i, i + hd/2
 ("rotate_half", llama.cpp's NEOX mode).  ``convert_hf_to_gguf.py`` permutes the rows of
 ``attn_q``/``attn_k`` so that the same rotation becomes the pair (2i, 2i+1) — llama.cpp's
 "normal" mode (``LLAMA_ROPE_TYPE_NORM`` for ``llama``), also llama2.c's.  So on GGUF weights
-we rotate *adjacent* pairs; rotating halves instead gives garbage (PPL in the thousands).
+we rotate *adjacent* pairs; rotating halves instead still "works" but badly (PPL ~256 instead
+of ~16.5 on 256 tokens of the default text: the model sees scrambled positions).
 """
 from __future__ import annotations
 
