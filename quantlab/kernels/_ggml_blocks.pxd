@@ -73,6 +73,27 @@ cdef extern from *:
         }
     #endif
     }
+    /* 32 five-bit levels of a Q5_0/Q5_1 block: nibbles as ql_nibbles, plus 16 where bit e of
+       qh is set (element e), minus off.  AVX2: spread qh's bytes, test one bit per byte. */
+    static inline void ql_fives(const uint8_t *qs, uint32_t qh, int8_t *q, int off) {
+    #if defined(__AVX2__)
+        const __m128i m = _mm_set1_epi8(15);
+        __m128i b = _mm_loadu_si128((const __m128i *)qs);
+        __m256i lo4 = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+        __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh),
+                        _mm256_setr_epi64x(0x0000000000000000LL, 0x0101010101010101LL,
+                                           0x0202020202020202LL, 0x0303030303030303LL));
+        const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+        v = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit), _mm256_set1_epi8(0x10));
+        v = _mm256_sub_epi8(_mm256_or_si256(lo4, v), _mm256_set1_epi8((char)off));
+        _mm256_storeu_si256((__m256i *)q, v);
+    #else
+        for (int j = 0; j < 16; j++) {
+            q[j] = (int8_t)(((qs[j] & 15) | (((qh >> j) << 4) & 0x10)) - off);
+            q[j + 16] = (int8_t)(((qs[j] >> 4) | ((qh >> (j + 12)) & 0x10)) - off);
+        }
+    #endif
+    }
     /* 32 table values as float32 times d: y[j] = d·table[nibble j] (low nibbles are
        elements 0..15, high nibbles 16..31).  Products are exact-rounded either way. */
     static inline void ql_lookup_f32(const uint8_t *qs, float *y, float d, const int8_t *table) {
@@ -106,6 +127,7 @@ cdef extern from *:
     float ql_bf16(const uint8_t *p) noexcept nogil
     void ql_nibbles(const uint8_t *qs, int8_t *q, int off, const int8_t *table) noexcept nogil
     void ql_lookup_f32(const uint8_t *qs, float *y, float d, const int8_t *table) noexcept nogil
+    void ql_fives(const uint8_t *qs, uint32_t qh, int8_t *q, int off) noexcept nogil
 
 ctypedef void (*deq_fn)(const uint8_t *b, float *y) noexcept nogil
 
@@ -151,21 +173,21 @@ cdef inline void deq_q4_1(const uint8_t *b, float *y) noexcept nogil:
 cdef inline void deq_q5_0(const uint8_t *b, float *y) noexcept nogil:
     # [d:2][qh:4][qs:16]   q = nibble | bit e of qh << 4 ;  y = (q - 16)·d
     cdef float d = ql_half(b)
-    cdef uint32_t qh = ql_u32(b + 2)
+    cdef int8_t q[32]
     cdef int j
-    for j in range(16):
-        y[j] = <float>(<int>((b[6 + j] & 15) | (((qh >> j) << 4) & 0x10)) - 16) * d
-        y[j + 16] = <float>(<int>((b[6 + j] >> 4) | ((qh >> (j + 12)) & 0x10)) - 16) * d
+    ql_fives(b + 6, ql_u32(b + 2), q, 16)
+    for j in range(32):
+        y[j] = <float>q[j] * d
 
 
 cdef inline void deq_q5_1(const uint8_t *b, float *y) noexcept nogil:
     # [d:2][m:2][qh:4][qs:16]   y = q·d + m
     cdef float d = ql_half(b), m = ql_half(b + 2)
-    cdef uint32_t qh = ql_u32(b + 4)
+    cdef int8_t q[32]
     cdef int j
-    for j in range(16):
-        y[j] = <float>((b[8 + j] & 15) | (((qh >> j) << 4) & 0x10)) * d + m
-        y[j + 16] = <float>((b[8 + j] >> 4) | ((qh >> (j + 12)) & 0x10)) * d + m
+    ql_fives(b + 8, ql_u32(b + 4), q, 0)
+    for j in range(32):
+        y[j] = <float>q[j] * d + m
 
 
 cdef inline void deq_q8_0(const uint8_t *b, float *y) noexcept nogil:

@@ -11,7 +11,7 @@
 # operation is scalar and in dot.py's order (compiled with -ffp-contract=off: no FMA).
 from libc.stdint cimport uint8_t, int8_t, int16_t, int32_t, uint32_t
 from quantlab.kernels._ggml_blocks cimport (ql_half, ql_f32, ql_u32, ql_i16, ql_e8m0_half,
-                                            ql_nibbles, QL_IQ4NL, QL_MXFP4, scale_min_k4, q3_scale)
+                                            ql_nibbles, ql_fives, QL_IQ4NL, QL_MXFP4, scale_min_k4, q3_scale)
 
 cdef extern from *:
     """
@@ -52,10 +52,7 @@ cdef inline void _nibbles(const uint8_t *qs, int8_t *q, int off) noexcept nogil:
 
 
 cdef inline void _fives(const uint8_t *qs, uint32_t qh, int8_t *q, int off) noexcept nogil:
-    cdef int j
-    for j in range(16):
-        q[j] = <int8_t>(((qs[j] & 15) | (((qh >> j) << 4) & 0x10)) - off)
-        q[j + 16] = <int8_t>(((qs[j] >> 4) | ((qh >> (j + 12)) & 0x10)) - off)
+    ql_fives(qs, qh, q, off)        # nibble | bit e of qh << 4, minus off (SIMD in C)
 
 
 cdef inline void unpack_q4_0(const uint8_t *x, int8_t *q, Py_ssize_t nb) noexcept nogil:
