@@ -27,7 +27,7 @@ def buffer(a, dtype, shape, name: str, what: str, *, out: bool = False) -> np.nd
     if a.dtype != dtype:
         raise KernelError(f"{what}: {name} must have dtype {np.dtype(dtype)}, got {a.dtype}")
     ash = a.shape
-    if len(ash) != len(shape) or not all(s is None or s == n for s, n in zip(shape, ash)):
+    if len(ash) != len(shape) or _shape_differs(ash, shape):
         want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
         raise KernelError(f"{what}: {name} must have shape {want}, got {ash}")
     flags = a.flags
@@ -38,6 +38,13 @@ def buffer(a, dtype, shape, name: str, what: str, *, out: bool = False) -> np.nd
     if out and not flags.writeable:
         raise KernelError(f"{what}: {name} is read-only; the kernel writes its result there")
     return a
+
+
+def _shape_differs(ash, shape) -> bool:
+    for s, n in zip(shape, ash):
+        if s is not None and s != n:
+            return True
+    return False
 
 
 def threads(n, what: str) -> int:

@@ -33,6 +33,7 @@ from quantlab.kernels._checks import buffer, threads
 from quantlab.kernels._dequant import GGML_TYPES, type_info
 
 OPENMP = bool(_omp.QL_OPENMP)
+DEF PREFETCH_ROWS = 4           # rows ahead whose bytes are prefetched
 
 # weight type id -> partner (activation) type id, as ggml's vec_dot_type
 PARTNER = {2: 8, 6: 8, 8: 8, 20: 8, 39: 8, 3: 9, 7: 9, 10: 15, 11: 15, 12: 15, 13: 15, 14: 15, 23: 15}
@@ -41,6 +42,12 @@ cdef extern from *:
     """
     /* Σ a[k]·b[k] in float32 with 16 independent lane accumulators (so the compiler can use
        SIMD without reassociating), then the lanes and the tail added in a fixed order. */
+    /* Ask for a later row's cache lines now: the decode mat-vec streams the weights from
+       DRAM once, and overlapping the fetch with the arithmetic of this row nearly doubles
+       the speed on one core (hardware prefetchers alone leave it latency-bound). */
+    static inline void ql_prefetch(const uint8_t *p, Py_ssize_t nbytes) {
+        for (Py_ssize_t k = 0; k < nbytes; k += 64) __builtin_prefetch(p + k, 0, 0);
+    }
     static inline float ql_dot_f32(const float *a, const float *b, Py_ssize_t n) {
         float acc[16] = {0};
         Py_ssize_t i = 0;
@@ -53,6 +60,7 @@ cdef extern from *:
     }
     """
     float ql_dot_f32(const float *a, const float *b, Py_ssize_t n) noexcept nogil
+    void ql_prefetch(const uint8_t *p, Py_ssize_t nbytes) noexcept nogil
 
 
 cdef unpack_fn _unpack_for(int t) noexcept nogil:
@@ -136,6 +144,8 @@ cdef bint _matmul_q8(int typ, const uint8_t[:, ::1] w, const uint8_t[:, ::1] a, 
             flag[0] = 1
         else:
             for o in prange(n_out, schedule="static"):
+                if o + PREFETCH_ROWS < n_out:
+                    ql_prefetch(&w[o + PREFETCH_ROWS, 0], w.shape[1])
                 unpack(&w[o, 0], q, nb)                 # the row's levels, once for all tokens
                 for t in range(T):
                     out[t, o] = vd(&w[o, 0], q, &a[t, 0], nb)
@@ -174,6 +184,8 @@ cdef bint _matmul_f32(int typ, const uint8_t[:, ::1] w, const float[:, ::1] x, f
             flag[0] = 1
         else:
             for o in prange(n_out, schedule="static"):
+                if o + PREFETCH_ROWS < n_out:
+                    ql_prefetch(&w[o + PREFETCH_ROWS, 0], w.shape[1])
                 for b in range(nb):                     # decode the row once for all tokens
                     deq(&w[o, 0] + b * ts, row + b * bs)
                 for t in range(T):

@@ -111,7 +111,8 @@ class PackedLinear(Linear):
 
     def _integer(self, x):
         """llama.cpp's mode: quantize x to the partner format, integer dot products."""
-        mv, aq = backend.kernel("_matvec"), backend.kernel("_actquant")
+        mv = backend.kernel("_matvec")
+        aq = None if mv is None else backend._load("_actquant")      # same switch as _matvec
         if mv is None or aq is None:
             return dot.matmul_act_quant(self.fmt, self.packed, x)          # the NumPy twin
         act_type, act_row = self._act
