@@ -179,8 +179,10 @@ def child_model(path, mode, prompt, decode, threads, weights="gguf"):
     ids = np.load(HERE.parent.parent / "shared/golden/tokens-pydoc-topics.npz")["ids"][:prompt]
     if mode == "llama.cpp":
         from llama_cpp import Llama
-        llm = Llama(str(path), n_ctx=prompt + decode + 8, n_threads=threads, n_batch=prompt,
-                    verbose=False, logits_all=False)
+        llm = Llama(str(path), n_ctx=prompt + decode + 8, n_threads=threads,
+                    n_threads_batch=threads, n_batch=prompt, verbose=False, logits_all=False)
+        llm.eval(ids.tolist())                       # warm-up: page the weights in
+        llm.reset()
         t0 = time.perf_counter()
         llm.eval(ids.tolist())
         tp = time.perf_counter() - t0
@@ -199,6 +201,7 @@ def child_model(path, mode, prompt, decode, threads, weights="gguf"):
             m = m.with_weights(nf4)
             if mode != "numpy":
                 pack(m.weights)
+        m.forward(ids, 0, m.new_cache(prompt), logits_from=prompt - 1)    # warm-up, as above
         cache = m.new_cache(prompt + decode + 1)
         t0 = time.perf_counter()
         logits = m.forward(ids, 0, cache, logits_from=prompt - 1)
