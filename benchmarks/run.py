@@ -118,9 +118,9 @@ def bench_dequant(reps, threads):
         gb = out.nbytes / 1e9
         rows.append([name, f"{gb / t_np:.2f}", f"{gb / t_gguf:.2f}" if t_gguf else "n/a"]
                     + [f"{gb / t_k[n]:.1f}" for n in sorted(t_k)]
-                    + [f"{t_np / t_k[1]:.0f}×", f"{t_np / t_k[max(t_k)]:.0f}×"])
+                    + [f"{t_np / t_k[n]:.0f}×" for n in sorted(t_k)])
     head = ["type", "NumPy ref", "gguf-py"] + [f"Cython {n}T" for n in sorted({1, threads})] + \
-           ["speed-up 1T", f"speed-up {threads}T"]
+           [f"speed-up {n}T" for n in sorted({1, threads})]
     return table("Dequantize, GB/s of float32 produced (1M values)", head, rows)
 
 

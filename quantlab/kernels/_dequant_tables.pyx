@@ -185,6 +185,9 @@ cdef inline void _affine4(const uint8_t *p, Py_ssize_t nb, bint is_signed, doubl
 cdef extern from *:
     """
     /* Σ a[k]·b[k], float32, 16 lane accumulators then a fixed-order reduction (as _matvec) */
+    static inline void ql_prefetch_t(const uint8_t *p, Py_ssize_t nbytes) {
+        for (Py_ssize_t k = 0; k < nbytes; k += 64) __builtin_prefetch(p + k, 0, 2);
+    }
     static inline float ql_dot_f32t(const float *a, const float *b, Py_ssize_t n) {
         float acc[16] = {0};
         Py_ssize_t i = 0;
@@ -197,6 +200,7 @@ cdef extern from *:
     }
     """
     float ql_dot_f32t(const float *a, const float *b, Py_ssize_t n) noexcept nogil
+    void ql_prefetch_t(const uint8_t *p, Py_ssize_t nbytes) noexcept nogil
 
 
 def _mm_shapes(x, out, what):
@@ -250,6 +254,8 @@ cdef void _mm(int kind, const uint8_t[::1] codes, int bits, bint high_first, con
         row = <float *>malloc(n * sizeof(float))
         if row != NULL:
             for o in prange(n_out, schedule="static"):
+                if o + 4 < n_out:                       # prefetch a later row (as _matvec)
+                    ql_prefetch_t(&codes[0] + (o + 4) * n * bits // 8, n * bits // 8)
                 if bits == 4 and n % group == 0 and group % 2 == 0:     # whole groups per row
                     for e in range(n // group):
                         i = o * n + e * group

@@ -42,11 +42,11 @@ cdef extern from *:
     """
     /* Σ a[k]·b[k] in float32 with 16 independent lane accumulators (so the compiler can use
        SIMD without reassociating), then the lanes and the tail added in a fixed order. */
-    /* Ask for a later row's cache lines now: the decode mat-vec streams the weights from
-       DRAM once, and overlapping the fetch with the arithmetic of this row nearly doubles
-       the speed on one core (hardware prefetchers alone leave it latency-bound). */
+    /* Ask for a later row's cache lines now (into L2: prefetcht1): the decode mat-vec streams
+       the weights from DRAM once, and overlapping the fetch with this row's arithmetic
+       doubles its speed on one core here.  (A non-temporal prefetch into L1 made it slower.) */
     static inline void ql_prefetch(const uint8_t *p, Py_ssize_t nbytes) {
-        for (Py_ssize_t k = 0; k < nbytes; k += 64) __builtin_prefetch(p + k, 0, 0);
+        for (Py_ssize_t k = 0; k < nbytes; k += 64) __builtin_prefetch(p + k, 0, 2);
     }
     static inline float ql_dot_f32(const float *a, const float *b, Py_ssize_t n) {
         float acc[16] = {0};
@@ -144,7 +144,7 @@ cdef bint _matmul_q8(int typ, const uint8_t[:, ::1] w, const uint8_t[:, ::1] a, 
             flag[0] = 1
         else:
             for o in prange(n_out, schedule="static"):
-                if o + PREFETCH_ROWS < n_out:
+                if PREFETCH_ROWS > 0 and o + PREFETCH_ROWS < n_out:
                     ql_prefetch(&w[o + PREFETCH_ROWS, 0], w.shape[1])
                 unpack(&w[o, 0], q, nb)                 # the row's levels, once for all tokens
                 for t in range(T):
@@ -184,7 +184,7 @@ cdef bint _matmul_f32(int typ, const uint8_t[:, ::1] w, const float[:, ::1] x, f
             flag[0] = 1
         else:
             for o in prange(n_out, schedule="static"):
-                if o + PREFETCH_ROWS < n_out:
+                if PREFETCH_ROWS > 0 and o + PREFETCH_ROWS < n_out:
                     ql_prefetch(&w[o + PREFETCH_ROWS, 0], w.shape[1])
                 for b in range(nb):                     # decode the row once for all tokens
                     deq(&w[o, 0] + b * ts, row + b * bs)
