@@ -176,6 +176,21 @@ class PackedTableLinear(Linear):
         x = np.ascontiguousarray(x, np.float32)
         out = np.empty((x.shape[0], self.shape[0]), np.float32)
         nt = backend.n_threads(self.codes.size)
+        n_out, n = self.shape
+        if x.shape[0] > SMALL_T and n % self.group == 0 and (n * self.bits) % 8 == 0:
+            rows = max(1, PANEL_FLOATS // n)                  # long prompt: panels + BLAS
+            panel = np.empty(min(rows, n_out) * n, np.float32)
+            for o in range(0, n_out, rows):
+                r = min(rows, n_out - o)
+                codes = self.codes[o * n * self.bits // 8:(o + r) * n * self.bits // 8]
+                scale = self.scale[o * n // self.group:(o + r) * n // self.group]
+                if self.kind == "lookup":
+                    k.lookup(codes, 4, True, self.table, scale, self.group, False, panel[:r * n], nt)
+                else:
+                    zero = None if self.zero is None else self.zero[o * n // self.group:(o + r) * n // self.group]
+                    k.affine(codes, self.bits, self.signed, scale, zero, self.group, panel[:r * n], nt)
+                out[:, o:o + r] = x @ panel[:r * n].reshape(r, n).T
+            return out
         if self.kind == "lookup":
             k.matmul_lookup(self.codes, 4, True, self.table, self.scale, self.group, x, out, nt)
         else:

@@ -102,7 +102,7 @@ def test_bad_arguments_raise_kernel_error():
                                        ("bnb_fp4", {"blocksize": 128}), ("int4", {}),
                                        ("int4", {"symmetric": False, "group_size": 32}),
                                        ("int8", {}), ("int3", {"granularity": "channel"})])
-@pytest.mark.parametrize("T", [1, 3])
+@pytest.mark.parametrize("T", [1, 3, 20])
 def test_fused_matmul_on_codes(name, opts, T, monkeypatch):
     """PackedTableLinear (matmul_lookup / matmul_affine) == x @ dequantize(W).T, any threads."""
     from quantlab.model.packed import PackedTableLinear
