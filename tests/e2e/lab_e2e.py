@@ -1,11 +1,14 @@
 """Real-browser check of the lessons: JupyterLab + headless Chromium (``make e2e``).
 
-1. copies lesson 2 into a scratch folder (so autosave never writes outputs into lessons/),
+1. copies lesson 2 and lessons/figures/ into a scratch folder (so autosave never writes outputs
+   into lessons/),
 2. starts JupyterLab there on a free localhost port with a random token,
 3. opens the notebook in Debian's Chromium through Playwright (never a downloaded browser),
 4. runs all cells, waits for the bit-flipper widget, clicks one bit and checks that the value
-   it shows changes (1.0 -> 1.0078125 for the last mantissa bit of BF16),
-5. saves a screenshot to ``out/e2e/lesson2.png`` and stops the server it started.
+   it shows changes (1.0 -> 1.0078125 for the last mantissa bit of BF16) and that set bits are
+   coloured by field in the browser (clear grey, exponent green, mantissa blue),
+5. checks that the static fallback figure next to the widget loads (a real image, not a
+   broken link), saves a screenshot to ``out/e2e/lesson2.png`` and stops the server it started.
 
 Needs: ``apt-get install chromium`` and ``pip install playwright`` (the ``e2e`` extra).
 Exit status 0 on success; on failure a screenshot is still saved for diagnosis.
@@ -26,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LESSON = next((ROOT / "lessons").glob("02-*.ipynb"))
+FIGURES = ROOT / "lessons" / "figures"
 OUT = ROOT / "out" / "e2e"
 CHROMIUM = os.environ.get("QUANTLAB_CHROMIUM", "/usr/bin/chromium")
 TIMEOUT_S = 180
@@ -129,11 +133,28 @@ def drive(port: int, token: str, name: str) -> dict:
                 "b => document.querySelector('.quantlab-bit-flipper .quantlab-shown')"
                 ".innerText !== b", arg=before, timeout=30_000)
             after = shown.inner_text()
+            # set bits are coloured by field (button_style): the clicked mantissa bit turns
+            # "primary" (blue), set exponent bits are "success" (green), clear bits stay grey
+            page.wait_for_function(
+                "() => { const b = document.querySelectorAll("
+                "'.quantlab-bit-flipper button.widget-toggle-button');"
+                " return b[b.length - 1].classList.contains('mod-primary'); }", timeout=10_000)
+            colours = page.evaluate(
+                "() => Array.from(document.querySelectorAll("
+                "'.quantlab-bit-flipper button.widget-toggle-button'))"
+                ".map(b => getComputedStyle(b).backgroundColor)")
+            page.wait_for_function(                        # markdown images finished loading
+                "() => Array.from(document.querySelectorAll('.jp-RenderedMarkdown img'))"
+                ".every(i => i.complete)", timeout=30_000)
+            images = page.evaluate(
+                "() => Array.from(document.querySelectorAll('.jp-RenderedMarkdown img'))"
+                ".map(i => [i.getAttribute('src'), i.naturalWidth])")
             page.evaluate("document.querySelector('.quantlab-bit-flipper')"
                           ".scrollIntoView({block: 'center'})")
             time.sleep(0.5)
             page.screenshot(path=str(shot))
-            return {"bits": n_bits, "before": before, "after": after, "screenshot": str(shot)}
+            return {"bits": n_bits, "before": before, "after": after, "colours": colours,
+                    "images": images, "screenshot": str(shot)}
         except Exception:
             page.screenshot(path=str(shot))
             raise
@@ -149,6 +170,7 @@ def main() -> int:
     t0 = time.time()
     folder = Path(tempfile.mkdtemp(prefix="quantlab-e2e-"))
     shutil.copy(LESSON, folder / LESSON.name)
+    shutil.copytree(FIGURES, folder / "figures")          # the markdown's fallback images
     port, token = free_port(), secrets.token_hex(16)
     proc = start_lab(folder, port, token)
     try:
@@ -157,11 +179,21 @@ def main() -> int:
     finally:
         stop(proc)
         shutil.rmtree(folder, ignore_errors=True)
-    ok = result["bits"] == 16 and result["before"] != result["after"] \
+    # 1.0078125 in BF16 = 0 | 01111111 | 0000001: sign and first exponent bit clear (grey),
+    # seven exponent bits set (green), the last mantissa bit set (blue)
+    c = result["colours"]
+    coloured = (len(c) == 16 and c[0] == c[1] == c[9] and len(set(c[2:9])) == 1
+                and len({c[0], c[2], c[15]}) == 3)
+    images_ok = bool(result["images"]) and all(w > 0 for _, w in result["images"])
+    ok = result["bits"] == 16 and result["before"] != result["after"] and coloured and images_ok \
         and result["before"].strip() == "1" and result["after"].strip() == "1.0078125"
     print(f"e2e: {result['bits']} bit buttons; shown value {result['before']!r} -> "
-          f"{result['after']!r} after one click; screenshot {result['screenshot']}; "
-          f"{time.time() - t0:.0f} s; {'PASS' if ok else 'FAIL'}")
+          f"{result['after']!r} after one click; bit colours: clear {c[0]}, set exponent {c[2]}, "
+          f"clicked mantissa {c[15]} ({'distinct' if coloured else 'NOT distinct'}); "
+          f"fallback images (name, px wide): "
+          f"{[(src.split('?')[0].rsplit('/', 1)[-1], w) for src, w in result['images']]}; "
+          f"screenshot {result['screenshot']}; {time.time() - t0:.0f} s; "
+          f"{'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
 
