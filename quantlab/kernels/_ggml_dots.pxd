@@ -83,6 +83,14 @@ cdef inline void unpack_q8_0(const uint8_t *x, int8_t *q, Py_ssize_t nb) noexcep
     pass                            # Q8_0 levels are the stored bytes: vd_q8_0 reads them in place
 
 
+cdef inline void unpack_q8_0_levels(const uint8_t *x, int8_t *q, Py_ssize_t nb) noexcept nogil:
+    cdef Py_ssize_t b               # a real copy, for the float-activation path (_matvec)
+    cdef int j
+    for b in range(nb):
+        for j in range(32):
+            q[32 * b + j] = <int8_t>x[34 * b + 2 + j]
+
+
 cdef inline void unpack_iq4_nl_16(const uint8_t *qs, int8_t *q) noexcept nogil:
     ql_nibbles(qs, q, 0, QL_IQ4NL)      # K[idx] for the 32 nibbles
 

@@ -25,6 +25,7 @@ from libc.stdlib cimport malloc, free
 cimport quantlab.kernels._openmp as _omp
 from quantlab.kernels._ggml_blocks cimport deq_fn, deq_for
 from quantlab.kernels._ggml_dots cimport *
+from quantlab.kernels._ggml_scales cimport *
 
 import numpy as np
 
@@ -42,11 +43,49 @@ cdef extern from *:
     """
     /* Σ a[k]·b[k] in float32 with 16 independent lane accumulators (so the compiler can use
        SIMD without reassociating), then the lanes and the tail added in a fixed order. */
+    #if defined(__AVX2__)
+    #include <immintrin.h>
+    #endif
     /* Ask for a later row's cache lines now (into L2: prefetcht1): the decode mat-vec streams
        the weights from DRAM once, and overlapping the fetch with this row's arithmetic
        doubles its speed on one core here.  (A non-temporal prefetch into L1 made it slower.) */
     static inline void ql_prefetch(const uint8_t *p, Py_ssize_t nbytes) {
         for (Py_ssize_t k = 0; k < nbytes; k += 64) __builtin_prefetch(p + k, 0, 2);
+    }
+    /* One row of w_e = a_g·q_e + b_g times x, without storing the row: 16 lanes accumulate
+       ((float)q_e·a_g)·x_e (the dequantized weight, as ggml rounds it, times x); the offsets
+       add b_g·Σ_{e∈g} x_e from the precomputed group sums xs (NULL when every b_g is 0). */
+    static inline float ql_dot_levels(const int8_t *q, const float *x, const float *a,
+                                      const float *b, const float *xs, Py_ssize_t ng, int g) {
+        float lane[16] = {0}, off = 0.0f;
+    #if defined(__AVX2__)
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        for (Py_ssize_t j = 0; j < ng; j++) {
+            const __m256 va = _mm256_set1_ps(a[j]);
+            for (int e = 0; e < g; e += 16) {
+                __m128i q16 = _mm_loadu_si128((const __m128i *)(q + j * g + e));
+                __m256 f0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q16));
+                __m256 f1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q16, 8)));
+                acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(_mm256_mul_ps(f0, va), _mm256_loadu_ps(x + j * g + e)));
+                acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(_mm256_mul_ps(f1, va), _mm256_loadu_ps(x + j * g + e + 8)));
+            }
+            if (xs) off += b[j] * xs[j];
+        }
+        _mm256_storeu_ps(lane, acc0);
+        _mm256_storeu_ps(lane + 8, acc1);
+    #else
+        for (Py_ssize_t j = 0; j < ng; j++) {
+            const float aj = a[j];
+            const int8_t *qq = q + j * g;
+            const float *xx = x + j * g;
+            for (int e = 0; e < g; e += 16)
+                for (int k = 0; k < 16; k++) lane[k] += ((float)qq[e + k] * aj) * xx[e + k];
+            if (xs) off += b[j] * xs[j];
+        }
+    #endif
+        float s = 0.0f;
+        for (int k = 0; k < 16; k++) s += lane[k];
+        return s + off;
     }
     static inline float ql_dot_f32(const float *a, const float *b, Py_ssize_t n) {
         float acc[16] = {0};
@@ -60,6 +99,8 @@ cdef extern from *:
     }
     """
     float ql_dot_f32(const float *a, const float *b, Py_ssize_t n) noexcept nogil
+    float ql_dot_levels(const int8_t *q, const float *x, const float *a, const float *b,
+                        const float *xs, Py_ssize_t ng, int g) noexcept nogil
     void ql_prefetch(const uint8_t *p, Py_ssize_t nbytes) noexcept nogil
 
 
@@ -77,6 +118,23 @@ cdef unpack_fn _unpack_for(int t) noexcept nogil:
     if t == 13: return unpack_q5_k
     if t == 14: return unpack_q6_k
     if t == 23: return unpack_iq4_xs
+    return NULL
+
+
+cdef scales_fn _scales_for(int t) noexcept nogil:
+    if t == 2: return scales_q4_0
+    if t == 3: return scales_q4_1
+    if t == 6: return scales_q5_0
+    if t == 7: return scales_q5_1
+    if t == 8: return scales_q8_0
+    if t == 20: return scales_iq4_nl
+    if t == 39: return scales_mxfp4
+    if t == 10: return scales_q2_k
+    if t == 11: return scales_q3_k
+    if t == 12: return scales_q4_k
+    if t == 13: return scales_q5_k
+    if t == 14: return scales_q6_k
+    if t == 23: return scales_iq4_xs
     return NULL
 
 
@@ -164,7 +222,12 @@ def matmul_f32(ggml_type, w, x, out, n_threads=1):
     nb, n = _weights(ggml_type, w, what)
     buffer(x, np.float32, (None, n), "x", what)
     buffer(out, np.float32, (x.shape[0], w.shape[0]), "out", what, out=True)
-    if not _matmul_f32(ggml_type, w, x, out, nb, n, threads(n_threads, what)):
+    nt = threads(n_threads, what)
+    if ggml_type in PARTNER:            # a level format: fused, no float copy of the row
+        ok = _matmul_f32_levels(ggml_type, w, x, out, nb, n, 16 if ggml_type in (10, 11, 14) else 32, nt)
+    else:
+        ok = _matmul_f32(ggml_type, w, x, out, nb, n, nt)
+    if not ok:
         raise MemoryError(f"{what}: could not allocate a {n}-float row buffer")
 
 
@@ -191,4 +254,52 @@ cdef bint _matmul_f32(int typ, const uint8_t[:, ::1] w, const float[:, ::1] x, f
                 for t in range(T):
                     out[t, o] = ql_dot_f32(row, &x[t, 0], n)
             free(row)
+    return failed == 0
+
+
+cdef bint _matmul_f32_levels(int typ, const uint8_t[:, ::1] w, const float[:, ::1] x,
+                             float[:, ::1] out, Py_ssize_t nb, Py_ssize_t n, int g, int n_threads):
+    # w_e = a_g·q_e + b_g (see _ggml_scales.pxd): levels and group scales per row, then
+    # Σ_g ((q·a_g)·x) + b_g·Σx for each token; the group sums of x are computed once
+    cdef unpack_fn unpack = unpack_q8_0_levels if typ == 8 else _unpack_for(typ)
+    cdef scales_fn scales = _scales_for(typ)
+    cdef Py_ssize_t o, t, j, e, n_out = w.shape[0], T = x.shape[0], ng = n // g
+    cdef bint has_min = typ in (3, 7, 10, 12, 13)
+    cdef int8_t *q
+    cdef float *a
+    cdef float *b
+    cdef float *xs = NULL
+    cdef float acc
+    cdef int failed = 0
+    cdef int *flag = &failed
+    if n_out == 0 or T == 0:
+        return True
+    if has_min:
+        xs = <float *>malloc(T * ng * sizeof(float))
+        if xs == NULL:
+            return False
+        for t in range(T):
+            for j in range(ng):
+                acc = 0
+                for e in range(g):
+                    acc = acc + x[t, j * g + e]
+                xs[t * ng + j] = acc
+    with nogil, parallel(num_threads=n_threads):
+        q = <int8_t *>malloc(n)
+        a = <float *>malloc(ng * sizeof(float))
+        b = <float *>malloc(ng * sizeof(float))
+        if q == NULL or a == NULL or b == NULL:
+            flag[0] = 1
+        else:
+            for o in prange(n_out, schedule="static"):
+                if o + PREFETCH_ROWS < n_out:
+                    ql_prefetch(&w[o + PREFETCH_ROWS, 0], w.shape[1])
+                unpack(&w[o, 0], q, nb)
+                scales(&w[o, 0], a, b, nb)
+                for t in range(T):
+                    out[t, o] = ql_dot_levels(q, &x[t, 0], a, b, (xs + t * ng) if has_min else NULL, ng, g)
+        free(q)
+        free(a)
+        free(b)
+    free(xs)
     return failed == 0
