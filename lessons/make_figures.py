@@ -134,16 +134,17 @@ def lesson_07():
 
 
 def lesson_08():
-    """The next-token explorer: f32 against Q4_0 after the lesson's prompt."""
+    """The next-token explorer: F32 against llama.cpp's Q4_0 mix after the lesson's prompt."""
+    from quantlab.compare import quantize_weights
+    from quantlab.model.weights import as_float32
     m = model()
-    W = {n: t.dequantize() for n, t in m.tensors().items()
-         if n.startswith("blk.") and hasattr(t, "dequantize")}
-    f32 = m.with_weights(W)
-    q4_0 = m.with_weights({n: ql.quantize(w, "q4_0") for n, w in W.items()})
+    reference = {n: as_float32(t) for n, t in m.tensors().items()}
+    f32 = m.with_weights(reference)
+    q4_0 = m.with_weights(quantize_weights(reference, "Q4_0", m.metadata)[0])
     view = viz.next_token_view(f32, q4_0, "The three primary colors are")
     with viz.style():
         fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
-    viz.plot_next_token(view, ax, names=("f32", "q4_0"))
+    viz.plot_next_token(view, ax, names=("F32", "Q4_0"))
     save(fig, "08-next-token.png")
 
 
