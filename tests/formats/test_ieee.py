@@ -10,7 +10,7 @@ from hypothesis.extra.numpy import arrays
 
 import quantlab as ql
 from quantlab.formats.ieee import FloatFormat
-from conftest import assert_floats_identical
+from qltest import assert_floats_identical
 
 ORACLE = {"fp32": np.float32, "fp16": np.float16, "bf16": ml_dtypes.bfloat16}
 CODE = {"fp32": np.uint32, "fp16": np.uint16, "bf16": np.uint16}

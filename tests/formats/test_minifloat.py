@@ -10,7 +10,7 @@ from hypothesis.extra.numpy import arrays
 
 import quantlab as ql
 from quantlab.formats.minifloat import e8m0_decode, e8m0_encode, pack_nibbles, unpack_nibbles
-from conftest import assert_floats_identical
+from qltest import assert_floats_identical
 
 # one table drives every test: name -> (ml_dtypes type, has -0)
 FORMATS = {

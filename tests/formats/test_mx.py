@@ -10,7 +10,7 @@ from hypothesis.extra.numpy import arrays
 
 import quantlab as ql
 from quantlab.formats.minifloat import e8m0_decode, unpack_nibbles
-from conftest import assert_floats_identical
+from qltest import assert_floats_identical
 
 E2M1, E4M3, E8M0 = ml_dtypes.float4_e2m1fn, ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e8m0fnu
 MX = {"mxfp4": (E2M1, 2, 6.0, 4), "mxfp8_e4m3": (E4M3, 8, 448.0, 8)}   # elem, emax, max, bits

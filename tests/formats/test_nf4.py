@@ -9,7 +9,7 @@ from hypothesis.extra.numpy import arrays
 
 import quantlab as ql
 from quantlab.formats import nf4
-from conftest import assert_bytes_equal, assert_floats_identical, golden
+from qltest import assert_bytes_equal, assert_floats_identical, golden
 
 GOLD = np.load(golden("bnb-4bit.npz"))
 SETS = ["normal", "heavy", "uniform", "ragged"]

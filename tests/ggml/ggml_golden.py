@@ -10,39 +10,19 @@ floats ggml's ``to_float`` gave back for them::
         qt = ql.quantize(case.x, "q4_0", imatrix=case.imatrix)
         assert_bytes_equal(qt.data, case.q, 18, case.id)
 
-This module is deliberately *not* a ``conftest.py``: test folders import the shared helpers with
-``from conftest import ...``, and a second ``conftest`` module would shadow the root one in
-``sys.modules`` for every folder collected after this one.  The root helpers are re-exported here,
-loaded by path, so ggml tests have one import line.
+The shared assertions of ``tests/qltest.py`` are re-exported here, so ggml tests have one import line.
 """
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import sys
 from functools import lru_cache
-from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import numpy as np
 import pytest
 
 
-def _root_conftest():
-    """tests/conftest.py as a module of its own name (independent of pytest's conftest juggling)."""
-    name = "_quantlab_tests_root_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "conftest.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-_root = _root_conftest()
-golden = _root.golden
-assert_bytes_equal = _root.assert_bytes_equal
-assert_floats_identical = _root.assert_floats_identical
+from qltest import assert_bytes_equal, assert_floats_identical, golden  # noqa: E402,F401  re-exported
 
 SETS = ("normal", "heavy", "edge", "real_ffn_down", "real_embd")
 MODES = ("none", "imatrix")

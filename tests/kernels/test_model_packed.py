@@ -73,7 +73,7 @@ def test_threads_do_not_change_logits(embedded, monkeypatch, act_quant):
 @pytest.mark.slow
 def test_act_quant_perplexity_matches_llama_cpp(embedded, monkeypatch):
     """Shipped Q4_1 file, llama.cpp's mode: running PPL 17.7339, 12.6364 (golden README)."""
-    from conftest import golden
+    from qltest import golden
     from quantlab.model import perplexity
     ids = np.load(golden("tokens-pydoc-topics.npz"))["ids"][:1024]
     m = load(embedded, monkeypatch, pure=False, act_quant=True)

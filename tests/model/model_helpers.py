@@ -1,14 +1,10 @@
 """Shared helpers for the model tests: the embedded SmolLM2 (loaded once) and tiny random Llamas.
 
-Not a ``conftest.py`` (a second one would shadow tests/conftest.py for ``from conftest import``);
-tests import from here: ``from model_helpers import smollm2, tiny_llama, golden``.
+Tests import from here: ``from model_helpers import smollm2, tiny_llama, golden``.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 from functools import lru_cache
-from pathlib import Path
 
 import gguf
 import numpy as np
@@ -19,17 +15,7 @@ from quantlab.model.tokenizer import bytes_to_unicode
 from quantlab.model.weights import TransformerWeights
 
 
-def _root_conftest():
-    name = "_quantlab_tests_root_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "conftest.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-golden = _root_conftest().golden
+from qltest import golden  # noqa: E402,F401  re-exported
 
 
 @lru_cache(maxsize=1)

