@@ -43,7 +43,8 @@ def _ggml(source) -> bool:
     return isinstance(source, QTensor) and isinstance(source.format, GGMLFormat)
 
 
-def dequantize_rows(fmt: GGMLFormat, raw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def dequantize_rows(fmt: GGMLFormat, raw: np.ndarray, out: np.ndarray | None = None,
+                    n_threads: int | None = None) -> np.ndarray:
     """(rows, row bytes) uint8 -> (rows, n) float32 through the kernel or the NumPy twin."""
     raw = np.ascontiguousarray(raw, np.uint8)
     n = raw.shape[1] // fmt.type_size * fmt.block_size
@@ -52,7 +53,7 @@ def dequantize_rows(fmt: GGMLFormat, raw: np.ndarray, out: np.ndarray | None = N
         return fmt.dequantize_blocks(raw.reshape(-1, fmt.type_size)).reshape(raw.shape[0], n)
     out = np.empty((raw.shape[0], n), np.float32) if out is None else out
     k.dequantize(fmt.ggml_type, raw.reshape(-1, fmt.type_size), out.reshape(-1, fmt.block_size),
-                 backend.n_threads(out.size))
+                 backend.n_threads(out.size) if n_threads is None else n_threads)
     return out
 
 
@@ -135,7 +136,9 @@ class PackedLinear(Linear):
         rows = max(1, PANEL_FLOATS // n)                                   # W, a panel at a time
         panel = np.empty((min(rows, n_out), n), np.float32)
         for o in range(0, n_out, rows):
-            p = dequantize_rows(self.fmt, self.packed[o:o + rows], panel[:min(rows, n_out - o)])
+            # one thread: BLAS runs its own threads next, and an OpenMP team spinning after
+            # its region would compete with them for the cores
+            p = dequantize_rows(self.fmt, self.packed[o:o + rows], panel[:min(rows, n_out - o)], 1)
             out[:, o:o + rows] = x @ p.T
         return out
 
@@ -184,11 +187,11 @@ class PackedTableLinear(Linear):
                 r = min(rows, n_out - o)
                 codes = self.codes[o * n * self.bits // 8:(o + r) * n * self.bits // 8]
                 scale = self.scale[o * n // self.group:(o + r) * n // self.group]
-                if self.kind == "lookup":
-                    k.lookup(codes, 4, True, self.table, scale, self.group, False, panel[:r * n], nt)
+                if self.kind == "lookup":        # one thread: see PackedLinear._float
+                    k.lookup(codes, 4, True, self.table, scale, self.group, False, panel[:r * n], 1)
                 else:
                     zero = None if self.zero is None else self.zero[o * n // self.group:(o + r) * n // self.group]
-                    k.affine(codes, self.bits, self.signed, scale, zero, self.group, panel[:r * n], nt)
+                    k.affine(codes, self.bits, self.signed, scale, zero, self.group, panel[:r * n], 1)
                 out[:, o:o + r] = x @ panel[:r * n].reshape(r, n).T
             return out
         if self.kind == "lookup":
