@@ -249,6 +249,10 @@ cdef bint _matmul_f32(int typ, const uint8_t[:, ::1] w, const float[:, ::1] x, f
             for o in prange(n_out, schedule="static"):
                 if PREFETCH_ROWS > 0 and o + PREFETCH_ROWS < n_out:
                     ql_prefetch(&w[o + PREFETCH_ROWS, 0], w.shape[1])
+                if typ == 0:                            # F32: the stored row is the row
+                    for t in range(T):
+                        out[t, o] = ql_dot_f32(<const float *>&w[o, 0], &x[t, 0], n)
+                    continue
                 for b in range(nb):                     # decode the row once for all tokens
                     deq(&w[o, 0] + b * ts, row + b * bs)
                 for t in range(T):
