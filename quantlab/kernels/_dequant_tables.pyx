@@ -21,6 +21,7 @@ from cython.parallel cimport parallel, prange
 from libc.stdint cimport uint8_t, int32_t, int64_t
 from libc.stdlib cimport malloc, free
 cimport quantlab.kernels._openmp as _omp
+from quantlab.kernels._vec cimport ql_dot_f32, ql_prefetch
 
 import numpy as np
 
@@ -213,22 +214,7 @@ cdef extern from *:
             y[2 * k + 1] = divide ? b / s : b * s;
         }
     }
-    static inline void ql_prefetch_t(const uint8_t *p, Py_ssize_t nbytes) {
-        for (Py_ssize_t k = 0; k < nbytes; k += 64) __builtin_prefetch(p + k, 0, 2);
-    }
-    static inline float ql_dot_f32t(const float *a, const float *b, Py_ssize_t n) {
-        float acc[16] = {0};
-        Py_ssize_t i = 0;
-        for (; i + 16 <= n; i += 16)
-            for (int k = 0; k < 16; k++) acc[k] += a[i + k] * b[i + k];
-        float s = 0.0f;
-        for (int k = 0; k < 16; k++) s += acc[k];
-        for (; i < n; i++) s += a[i] * b[i];
-        return s;
-    }
     """
-    float ql_dot_f32t(const float *a, const float *b, Py_ssize_t n) noexcept nogil
-    void ql_prefetch_t(const uint8_t *p, Py_ssize_t nbytes) noexcept nogil
     void ql_lookup16(const uint8_t *p, Py_ssize_t nb, int high_first, const float *table,
                      float s, int divide, float *y) noexcept nogil
 
@@ -285,7 +271,7 @@ cdef void _mm(int kind, const uint8_t[::1] codes, int bits, bint high_first, con
         if row != NULL:
             for o in prange(n_out, schedule="static"):
                 if o + 4 < n_out:                       # prefetch a later row (as _matvec)
-                    ql_prefetch_t(&codes[0] + (o + 4) * n * bits // 8, n * bits // 8)
+                    ql_prefetch(&codes[0] + (o + 4) * n * bits // 8, n * bits // 8)
                 if bits == 4 and n % group == 0 and group % 2 == 0:     # whole groups per row
                     for e in range(n // group):
                         i = o * n + e * group
@@ -296,7 +282,7 @@ cdef void _mm(int kind, const uint8_t[::1] codes, int bits, bint high_first, con
                             _affine4(&codes[0] + i // 2, group // 2, is_signed, dscale[i // group],
                                      zero[i // group], row + e * group)
                     for t in range(T):
-                        out[t, o] = ql_dot_f32t(row, &x[t, 0], n)
+                        out[t, o] = ql_dot_f32(row, &x[t, 0], n)
                     continue
                 for e in range(n):              # decode row o (flat element index i)
                     i = o * n + e
@@ -308,5 +294,5 @@ cdef void _mm(int kind, const uint8_t[::1] codes, int bits, bint high_first, con
                             q = q - (1 << bits)
                         row[e] = <float>(dscale[i // group] * <double>(q - zero[i // group]))
                 for t in range(T):
-                    out[t, o] = ql_dot_f32t(row, &x[t, 0], n)
+                    out[t, o] = ql_dot_f32(row, &x[t, 0], n)
             free(row)

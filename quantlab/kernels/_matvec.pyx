@@ -23,6 +23,7 @@ from cython.parallel cimport parallel, prange
 from libc.stdint cimport uint8_t, int8_t
 from libc.stdlib cimport malloc, free
 cimport quantlab.kernels._openmp as _omp
+from quantlab.kernels._vec cimport ql_dot_f32, ql_prefetch
 from quantlab.kernels._ggml_blocks cimport deq_fn, deq_for
 from quantlab.kernels._ggml_dots cimport *
 from quantlab.kernels._ggml_scales cimport *
@@ -41,17 +42,9 @@ PARTNER = {2: 8, 6: 8, 8: 8, 20: 8, 39: 8, 3: 9, 7: 9, 10: 15, 11: 15, 12: 15, 1
 
 cdef extern from *:
     """
-    /* Σ a[k]·b[k] in float32 with 16 independent lane accumulators (so the compiler can use
-       SIMD without reassociating), then the lanes and the tail added in a fixed order. */
     #if defined(__AVX2__)
     #include <immintrin.h>
     #endif
-    /* Ask for a later row's cache lines now (into L2: prefetcht1): the decode mat-vec streams
-       the weights from DRAM once, and overlapping the fetch with this row's arithmetic
-       doubles its speed on one core here.  (A non-temporal prefetch into L1 made it slower.) */
-    static inline void ql_prefetch(const uint8_t *p, Py_ssize_t nbytes) {
-        for (Py_ssize_t k = 0; k < nbytes; k += 64) __builtin_prefetch(p + k, 0, 2);
-    }
     /* One row of w_e = a_g·q_e + b_g times x, without storing the row: 16 lanes accumulate
        ((float)q_e·a_g)·x_e (the dequantized weight, as ggml rounds it, times x); the offsets
        add b_g·Σ_{e∈g} x_e from the precomputed group sums xs (NULL when every b_g is 0). */
@@ -87,21 +80,9 @@ cdef extern from *:
         for (int k = 0; k < 16; k++) s += lane[k];
         return s + off;
     }
-    static inline float ql_dot_f32(const float *a, const float *b, Py_ssize_t n) {
-        float acc[16] = {0};
-        Py_ssize_t i = 0;
-        for (; i + 16 <= n; i += 16)
-            for (int k = 0; k < 16; k++) acc[k] += a[i + k] * b[i + k];
-        float s = 0.0f;
-        for (int k = 0; k < 16; k++) s += acc[k];
-        for (; i < n; i++) s += a[i] * b[i];
-        return s;
-    }
     """
-    float ql_dot_f32(const float *a, const float *b, Py_ssize_t n) noexcept nogil
     float ql_dot_levels(const int8_t *q, const float *x, const float *a, const float *b,
                         const float *xs, Py_ssize_t ng, int g) noexcept nogil
-    void ql_prefetch(const uint8_t *p, Py_ssize_t nbytes) noexcept nogil
 
 
 cdef unpack_fn _unpack_for(int t) noexcept nogil:
