@@ -92,7 +92,8 @@ class Model(Llama):
     def tensors(self) -> dict:
         """``{gguf name: stored tensor}`` of every weight (QTensor as loaded, or float32)."""
         w = self.weights
-        out = {"token_embd.weight": w.token_embedding, "output_norm.weight": w.output_norm}
+        embd = getattr(w.token_embedding, "source", w.token_embedding)   # PackedEmbedding -> QTensor
+        out = {"token_embd.weight": embd, "output_norm.weight": w.output_norm}
         if not w.tied:
             out["output.weight"] = w.output.source
         for l, L in enumerate(w.layers):
