@@ -16,6 +16,7 @@ from cython.parallel cimport prange
 from libc.stdint cimport uint8_t, int8_t, int16_t, uint16_t, int32_t
 from libc.math cimport fabsf, roundf
 cimport quantlab.kernels._openmp as _omp
+from quantlab.kernels._vec cimport ql_fp16_bits
 
 import numpy as np
 
@@ -29,32 +30,6 @@ cdef extern from *:
     """
     #include <string.h>
     #include <stdint.h>
-    #if defined(__F16C__)
-    #include <immintrin.h>
-    #endif
-    /* float32 -> IEEE half bits, round to nearest even, overflow to inf, NaN -> 0x7E00|sign
-       (ggml_compute_fp32_to_fp16; numpy's astype(float16) for every non-NaN input). */
-    static inline uint16_t ql_fp16_bits(float f) {
-        uint32_t x; memcpy(&x, &f, 4);
-        uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
-        uint32_t a = x & 0x7FFFFFFFu;
-        if (a > 0x7F800000u) return sign | 0x7E00;
-    #if defined(__F16C__)
-        return (uint16_t)_cvtss_sh(f, 0);
-    #else
-        if (a >= 0x477FF000u) return sign | 0x7C00;            /* |f| >= 65520 -> inf */
-        if (a >= 0x38800000u) {                                 /* normal half: rebias, RNE */
-            uint32_t r = a - 0x38000000u;
-            r += 0x0FFFu + ((r >> 13) & 1u);
-            return sign | (uint16_t)(r >> 13);
-        }
-        if (a < 0x33000000u) return sign;                       /* < 2^-25 -> ±0 */
-        uint32_t e = a >> 23, m = (a & 0x7FFFFFu) | 0x800000u;  /* subnormal: round m·2^(e-126) */
-        uint32_t sh = 126 - e, q = m >> sh, rem = m & ((1u << sh) - 1), hw = 1u << (sh - 1);
-        if (rem > hw || (rem == hw && (q & 1u))) q++;
-        return sign | (uint16_t)q;
-    #endif
-    }
     /* C float -> int as x86-64 does it (cvttss2si: out of range or NaN -> INT32_MIN). */
     static inline int32_t ql_c_int(float v) {
         return (fabsf(v) < 2147483648.0f) ? (int32_t)v : INT32_MIN;
@@ -66,7 +41,6 @@ cdef extern from *:
         return (i & 0x007FFFFF) - 0x00400000;
     }
     """
-    uint16_t ql_fp16_bits(float f) noexcept nogil
     int32_t ql_c_int(float v) noexcept nogil
     int32_t ql_nearest_int(float v) noexcept nogil
     void ql_put_f32(uint8_t *p, float f) noexcept nogil

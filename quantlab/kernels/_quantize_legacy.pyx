@@ -16,6 +16,7 @@ them; the caller (``_Legacy32.quantize_rows``) refuses them afterwards, as for t
 from cython.parallel cimport prange
 from libc.stdint cimport uint8_t, int8_t, uint16_t, int32_t, uint32_t
 from libc.math cimport fabsf, roundf
+from quantlab.kernels._vec cimport ql_fp16_bits
 
 import numpy as np
 
@@ -26,42 +27,18 @@ TYPES = {2: ("Q4_0", 18), 3: ("Q4_1", 20), 6: ("Q5_0", 22), 7: ("Q5_1", 24), 8: 
 
 cdef extern from *:
     """
-    #include <string.h>
     #include <stdint.h>
-    #if defined(__F16C__)
-    #include <immintrin.h>
-    #endif
-    /* float32 -> IEEE half bits, as _actquant.pyx (verified there against numpy) */
-    static inline uint16_t ql_fp16_bits2(float f) {
-        uint32_t x; memcpy(&x, &f, 4);
-        uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
-        uint32_t a = x & 0x7FFFFFFFu;
-        if (a > 0x7F800000u) return sign | 0x7E00;
-    #if defined(__F16C__)
-        return (uint16_t)_cvtss_sh(f, 0);
-    #else
-        if (a >= 0x477FF000u) return sign | 0x7C00;
-        if (a >= 0x38800000u) { uint32_t r = a - 0x38000000u; r += 0x0FFFu + ((r >> 13) & 1u);
-                                return sign | (uint16_t)(r >> 13); }
-        if (a < 0x33000000u) return sign;
-        uint32_t e = a >> 23, m = (a & 0x7FFFFFu) | 0x800000u;
-        uint32_t sh = 126 - e, q = m >> sh, rem = m & ((1u << sh) - 1), hw = 1u << (sh - 1);
-        if (rem > hw || (rem == hw && (q & 1u))) q++;
-        return sign | (uint16_t)q;
-    #endif
-    }
     /* (int8_t) of a float as x86-64 does it: cvttss2si, then the low 8 bits */
     static inline int ql_c_int8(float v) {
         int32_t i = (fabsf(v) < 2147483648.0f) ? (int32_t)v : INT32_MIN;
         return (int8_t)(uint8_t)(uint32_t)i;
     }
     """
-    uint16_t ql_fp16_bits2(float f) noexcept nogil
     int ql_c_int8(float v) noexcept nogil
 
 
 cdef inline void put16(uint8_t *p, float v) noexcept nogil:
-    cdef uint16_t h = ql_fp16_bits2(v)
+    cdef uint16_t h = ql_fp16_bits(v)
     p[0] = h & 0xFF
     p[1] = h >> 8
 
