@@ -1,22 +1,35 @@
 # cython: language_level=3
 # C twins of quantlab/formats/ggml/dot.py: ggml's vec_dot_<type>_<partner> on one weight
-# row and one quantized activation row.  Two steps per weight row, so that a row shared by
-# many tokens is unpacked once:
+# row and one quantized activation row.
 #
-#   unpack_<type>(w_row, q, nb)            the integer level of every weight, as int8
-#   vd_<type>(w_row, q, a_row, nb) -> f32  per block: exact int32 group sums Σ q·q_a, then
-#                                          the float steps in dot.py's order (see its table)
+#   32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4): vd32_<type> reads the
+#       levels straight from the packed bytes (no unpack step), the activation row split
+#       once per call into levels and float scales (ql_split_partner).  Eight
+#       blocks at a time: their exact int32 sums, then the float steps of dot.py's table on
+#       8 lanes, block b accumulating into lane b % 8 (dot.py's order, scalar without AVX2).
+#   K-quants, IQ4_XS: two steps per weight row, so that a row shared by many tokens is
+#       unpacked once:
+#         unpack_<type>(w_row, q, nb)            the integer level of every weight, as int8
+#         vd_<type>(w_row, q, a_row, nb) -> f32  per super-block: exact int32 group sums,
+#                                                then the float steps in dot.py's order
 #
-# Integer sums are exact, so the SIMD helper ql_dot_i8 may add in any order; every float
-# operation is scalar and in dot.py's order (compiled with -ffp-contract=off: no FMA).
+# Integer sums are exact, so the SIMD helpers may add them in any order; every float
+# operation is one IEEE operation in dot.py's order, lane by lane (compiled with
+# -ffp-contract=off: no FMA).
 from libc.stdint cimport uint8_t, int8_t, int16_t, int32_t, uint32_t
 from quantlab.kernels._ggml_blocks cimport (ql_half, ql_f32, ql_u32, ql_i16, ql_e8m0_half,
                                             ql_nibbles, ql_fives, QL_IQ4NL, QL_MXFP4, scale_min_k4, q3_scale)
 
 cdef extern from *:
     """
+    #include <string.h>
     #if defined(__AVX2__)
     #include <immintrin.h>
+    #endif
+    #if defined(__AVX2__) && defined(__F16C__)
+    #define QL_VD_SIMD 1
+    #else
+    #define QL_VD_SIMD 0
     #endif
     /* Σ_{k<n} a[k]·b[k] over int8, n = 16 or 32: exact int32 (|sum| <= 32·128·128). */
     static inline int ql_dot_i8(const int8_t *a, const int8_t *b, int n) {
@@ -38,8 +51,246 @@ cdef extern from *:
         return s;
     #endif
     }
+    #if defined(__AVX2__)
+    /* 8 vectors of 8 int32 lanes -> one vector whose lane k is the sum of v[k]'s lanes. */
+    static inline __m256i ql_hsum8x8(const __m256i *v) {
+        __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+        __m256i c = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+        return _mm256_add_epi32(_mm256_permute2x128_si256(a, c, 0x20),
+                                _mm256_permute2x128_si256(a, c, 0x31));
+    }
+    /* Σ a·b over 16 int8 pairs into 8 int32 lanes (widened first: exact for every byte). */
+    static inline __m256i ql_madd16(__m128i a, const int8_t *b) {
+        return _mm256_madd_epi16(_mm256_cvtepi8_epi16(a),
+                                 _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b)));
+    }
+    #endif
+    /* S[j] = Σ_{k<g} q[g·j+k]·y[g·j+k] for j < ng (g = 16 or 32, ng a multiple of 8). */
+    static inline void ql_group_sums(const int8_t *q, const int8_t *y, int g, int ng, int32_t *S) {
+    #if defined(__AVX2__)
+        for (int j = 0; j < ng; j += 8) {
+            __m256i v[8];
+            for (int k = 0; k < 8; k++) {
+                const int8_t *qq = q + g * (j + k), *yy = y + g * (j + k);
+                v[k] = ql_madd16(_mm_loadu_si128((const __m128i *)qq), yy);
+                if (g == 32)
+                    v[k] = _mm256_add_epi32(v[k], ql_madd16(_mm_loadu_si128((const __m128i *)(qq + 16)), yy + 16));
+            }
+            _mm256_storeu_si256((__m256i *)(S + j), ql_hsum8x8(v));
+        }
+    #else
+        for (int j = 0; j < ng; j++) S[j] = ql_dot_i8(q + g * j, y + g * j, g);
+    #endif
+    }
+    /* ql_group_sums with AVX-VNNI: one vpdpbusd (unsigned × signed bytes, 4 products per
+       int32 lane) per 32 elements.  It needs unsigned levels, so each level is read as
+       q + off (off = 0 for Q2_K/Q4_K/Q5_K, 4 for Q3_K, 32 for Q6_K: a power of two, q + off in 0..255)
+       and off·Σy is subtracted again, Σy from a second vpdpbusd with bytes of 1. Exact. */
+    #if defined(__AVXVNNI__)
+    #define QL_DPBUSD(u, s) _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
+    #elif defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    #define QL_DPBUSD(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+    #endif
+    #if defined(QL_DPBUSD)
+    static inline __m256i ql_dot32_off(const int8_t *q, const int8_t *y, int off) {
+        const __m256i yv = _mm256_loadu_si256((const __m256i *)y);
+        __m256i qv = _mm256_loadu_si256((const __m256i *)q);
+        if (off == 0) return QL_DPBUSD(qv, yv);
+        qv = _mm256_add_epi8(qv, _mm256_set1_epi8((char)off));
+        return _mm256_sub_epi32(QL_DPBUSD(qv, yv),
+                                _mm256_slli_epi32(QL_DPBUSD(_mm256_set1_epi8(1), yv), __builtin_ctz(off)));
+    }
+    #endif
+    static inline void ql_group_sums_vnni(const int8_t *q, const int8_t *y, int g, int ng, int off,
+                                          int32_t *S) {
+    #if defined(QL_DPBUSD)
+        if (g == 32) {
+            for (int j = 0; j < ng; j += 8) {
+                __m256i v[8];
+                for (int k = 0; k < 8; k++) v[k] = ql_dot32_off(q + 32 * (j + k), y + 32 * (j + k), off);
+                _mm256_storeu_si256((__m256i *)(S + j), ql_hsum8x8(v));
+            }
+            return;
+        }
+        /* g == 16: 32 bytes hold groups 2c (lanes 0-3) and 2c+1 (lanes 4-7); two hadd levels
+           give [g0 g2 g4 g6 | g1 g3 g5 g7], one permute puts them in order */
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for (int j = 0; j < ng; j += 8) {
+            __m256i r[4];
+            for (int c = 0; c < 4; c++) r[c] = ql_dot32_off(q + 16 * j + 32 * c, y + 16 * j + 32 * c, off);
+            __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(r[0], r[1]), _mm256_hadd_epi32(r[2], r[3]));
+            _mm256_storeu_si256((__m256i *)(S + j), _mm256_permutevar8x32_epi32(h, order));
+        }
+    #else
+        ql_group_sums(q, y, g, ng, S);          /* the int8 levels, exact without the offset */
+    #endif
+    }
+
+    /* The 8 float terms t_j = (d4d8·(ls_j − 32))·S_j of one IQ4_XS super-block xb (sub-block
+       j: 6-bit scale ls_j, nibbles at xb + 8 + 16j), S_j = Σ K[nibble]·y exact, straight from
+       the packed bytes (the table lookup is one pshufb); each lane is the scalar's IEEE ops. */
+    static inline void ql_iq4_xs_terms(const uint8_t *xb, const int8_t *y, float d4d8, float *t) {
+        const uint32_t sh = (uint32_t)(xb[2] | (xb[3] << 8));
+    #if defined(__AVX2__)
+        const __m128i m = _mm_set1_epi8(15);
+        __m256i v[8];
+    #if defined(QL_DPBUSD)
+        const __m128i k = _mm_add_epi8(_mm_loadu_si128((const __m128i *)QL_IQ4NL), _mm_set1_epi8((char)128));
+    #else
+        const __m128i k = _mm_loadu_si128((const __m128i *)QL_IQ4NL);
+    #endif
+        for (int j = 0; j < 8; j++) {
+            const __m128i b = _mm_loadu_si128((const __m128i *)(xb + 8 + 16 * j));
+            const __m128i lo = _mm_shuffle_epi8(k, _mm_and_si128(b, m));
+            const __m128i hi = _mm_shuffle_epi8(k, _mm_and_si128(_mm_srli_epi16(b, 4), m));
+            const int8_t *yy = y + 32 * j;
+    #if defined(QL_DPBUSD)                      /* K + 128 in 1..241: unsigned, then -128·Σy */
+            const __m256i yv = _mm256_loadu_si256((const __m256i *)yy);
+            v[j] = _mm256_sub_epi32(QL_DPBUSD(_mm256_set_m128i(hi, lo), yv),
+                                    _mm256_slli_epi32(QL_DPBUSD(_mm256_set1_epi8(1), yv), 7));
+    #else
+            v[j] = _mm256_add_epi32(ql_madd16(lo, yy), ql_madd16(hi, yy + 16));
+    #endif
+        }
+        const __m256 S = _mm256_cvtepi32_ps(ql_hsum8x8(v));
+        const __m256i ls = _mm256_or_si256(        /* low 4 bits from scales_l, high 2 from sh */
+            _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)ql_u32(xb + 4)),
+                                               _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)), _mm256_set1_epi32(15)),
+            _mm256_slli_epi32(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)sh),
+                                               _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)), _mm256_set1_epi32(3)), 4));
+        const __m256 d1 = _mm256_mul_ps(_mm256_set1_ps(d4d8), _mm256_cvtepi32_ps(_mm256_sub_epi32(ls, _mm256_set1_epi32(32))));
+        _mm256_storeu_ps(t, _mm256_mul_ps(d1, S));
+    #else
+        int8_t q[32];
+        for (int j = 0; j < 8; j++) {
+            const int ls = ((xb[4 + j / 2] >> (4 * (j % 2))) & 15) | (((sh >> (2 * j)) & 3) << 4);
+            ql_nibbles(xb + 8 + 16 * j, q, 0, QL_IQ4NL);
+            t[j] = (d4d8 * (float)(ls - 32)) * (float)ql_dot_i8(q, y + 32 * j, 32);
+        }
+    #endif
+    }
+
+    /* ---- 32-element blocks: ggml type t, block bytes xb, partner block yb (Q8_0: d, qs @2;
+       Q8_1: d, s @2, qs @4) */
+    static inline void ql_levels32(int t, const uint8_t *xb, int8_t *q) {
+        switch (t) {
+        case 2:  ql_nibbles(xb + 2, q, 8, NULL); break;                 /* Q4_0: nibble - 8 */
+        case 3:  ql_nibbles(xb + 4, q, 0, NULL); break;                 /* Q4_1: nibble */
+        case 6:  ql_fives(xb + 6, ql_u32(xb + 2), q, 16); break;        /* Q5_0: 5-bit - 16 */
+        case 7:  ql_fives(xb + 8, ql_u32(xb + 4), q, 0); break;         /* Q5_1: 5-bit */
+        case 8:  memcpy(q, xb + 2, 32); break;                          /* Q8_0: the bytes */
+        case 20: ql_nibbles(xb + 2, q, 0, QL_IQ4NL); break;             /* IQ4_NL: K[nibble] */
+        default: ql_nibbles(xb + 1, q, 0, QL_MXFP4); break;             /* MXFP4: 2·E2M1 */
+        }
+    }
+    /* One block's float term from its exact sum S, in dot.py's operand order (dy, sy: the
+       activation block's d and s). */
+    static inline float ql_term32(int t, const uint8_t *xb, float dy, float sy, int S) {
+        const float s = (float)S;
+        switch (t) {
+        case 2:  return (s * ql_half(xb)) * dy;
+        case 6: case 8: return (ql_half(xb) * dy) * s;
+        case 20: return (dy * ql_half(xb)) * s;
+        case 3: case 7: return (ql_half(xb) * dy) * s + ql_half(xb + 2) * sy;
+        default: return (dy * ql_e8m0_half(xb[0])) * s;
+        }
+    }
+    #if QL_VD_SIMD
+    /* The halves at p, p + stride, ..., p + 7·stride as 8 floats (exact): gather 32 bits at
+       each (inside the block: blocks are >= 17 bytes), keep the low 16, widen. */
+    static inline __m256 ql_half8(const uint8_t *p, int stride) {
+        const __m256i at = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
+        __m256i g = _mm256_i32gather_epi32((const int *)p, at, 1);
+        g = _mm256_shuffle_epi8(g, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1,
+                                                     0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1));
+        return _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(g, 0x08)));
+    }
+    static inline __m256i ql_levels32_v(int t, const uint8_t *xb) {
+        if (t == 8) return _mm256_loadu_si256((const __m256i *)(xb + 2));
+        if (t == 6 || t == 7) {
+            int8_t q[32];
+            ql_fives(xb + (t == 6 ? 6 : 8), ql_u32(xb + (t == 6 ? 2 : 4)), q, t == 6 ? 16 : 0);
+            return _mm256_loadu_si256((const __m256i *)q);
+        }
+        const __m128i m = _mm_set1_epi8(15);
+        __m128i b = _mm_loadu_si128((const __m128i *)(xb + (t == 3 ? 4 : t == 39 ? 1 : 2)));
+        __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+        if (t == 20 || t == 39) {
+            const __m128i k = _mm_loadu_si128((const __m128i *)(t == 20 ? QL_IQ4NL : QL_MXFP4));
+            lo = _mm_shuffle_epi8(k, lo);
+            hi = _mm_shuffle_epi8(k, hi);
+        } else if (t == 2) {
+            lo = _mm_sub_epi8(lo, _mm_set1_epi8(8));
+            hi = _mm_sub_epi8(hi, _mm_set1_epi8(8));
+        }
+        return _mm256_set_m128i(hi, lo);
+    }
+    /* ql_term32 of 8 consecutive blocks, lane k = block k (the same IEEE operations). */
+    static inline __m256 ql_term32x8(int t, const uint8_t *x, int ts, const float *ya_d, const float *ya_s,
+                                     __m256 s) {
+        const __m256 dy = _mm256_loadu_ps(ya_d);
+        switch (t) {
+        case 2:  return _mm256_mul_ps(_mm256_mul_ps(s, ql_half8(x, ts)), dy);
+        case 6: case 8: return _mm256_mul_ps(_mm256_mul_ps(ql_half8(x, ts), dy), s);
+        case 20: return _mm256_mul_ps(_mm256_mul_ps(dy, ql_half8(x, ts)), s);
+        case 3: case 7: return _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(ql_half8(x, ts), dy), s),
+                                             _mm256_mul_ps(ql_half8(x + 2, ts), _mm256_loadu_ps(ya_s)));
+        default: {
+            float e[8];
+            for (int k = 0; k < 8; k++) e[k] = ql_e8m0_half(x[k * ts]);
+            return _mm256_mul_ps(_mm256_mul_ps(dy, _mm256_loadu_ps(e)), s);
+        }
+        }
+    }
+    #endif
+    /* The partner row (Q8_0: d, qs @2 per 34 bytes; Q8_1: d, s, qs @4 per 36 bytes) split
+       once per call into its levels ya_q[n] and its d, s as float32 ya_d[nb], ya_s[nb]. */
+    static inline void ql_split_partner(int t, const uint8_t *y, Py_ssize_t nb,
+                                        int8_t *ya_q, float *ya_d, float *ya_s) {
+        const int ys = (t == 3 || t == 7) ? 36 : 34;
+        for (Py_ssize_t b = 0; b < nb; b++) {
+            memcpy(ya_q + 32 * b, y + ys * b + ys - 32, 32);
+            ya_d[b] = ql_half(y + ys * b);
+            ya_s[b] = ys == 36 ? ql_half(y + ys * b + 2) : 0.0f;
+        }
+    }
+    /* vec_dot of one row of nb blocks (type t, ts bytes each) and one split partner row. */
+    static inline float ql_vd32(int t, int ts, const uint8_t *x, const int8_t *ya_q, const float *ya_d,
+                                const float *ya_s, Py_ssize_t nb) {
+        float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        Py_ssize_t b = 0;
+    #if QL_VD_SIMD
+        __m256 acc = _mm256_setzero_ps();
+        for (; b + 8 <= nb; b += 8) {
+            __m256i v[8];
+            for (int k = 0; k < 8; k++) {
+                const __m256i q = ql_levels32_v(t, x + ts * (b + k));
+                const int8_t *yy = ya_q + 32 * (b + k);
+                v[k] = _mm256_add_epi32(ql_madd16(_mm256_castsi256_si128(q), yy),
+                                        ql_madd16(_mm256_extracti128_si256(q, 1), yy + 16));
+            }
+            const __m256 s = _mm256_cvtepi32_ps(ql_hsum8x8(v));
+            acc = _mm256_add_ps(acc, ql_term32x8(t, x + ts * b, ts, ya_d + b, ya_s + b, s));
+        }
+        _mm256_storeu_ps(lane, acc);
+    #endif
+        for (; b < nb; b++) {                   /* the tail (and everything without AVX2) */
+            int8_t q[32];
+            ql_levels32(t, x + ts * b, q);
+            const int S = ql_dot_i8(q, ya_q + 32 * b, 32);
+            lane[b & 7] = lane[b & 7] + ql_term32(t, x + ts * b, ya_d[b], ya_s[b], S);
+        }
+        return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    }
     """
     int ql_dot_i8(const int8_t *a, const int8_t *b, int n) noexcept nogil
+    void ql_group_sums(const int8_t *q, const int8_t *y, int g, int ng, int32_t *S) noexcept nogil
+    void ql_iq4_xs_terms(const uint8_t *xb, const int8_t *y, float d4d8, float *t) noexcept nogil
+    void ql_group_sums_vnni(const int8_t *q, const int8_t *y, int g, int ng, int off, int32_t *S) noexcept nogil
+    void ql_split_partner(int t, const uint8_t *y, Py_ssize_t nb, int8_t *ya_q, float *ya_d,
+                          float *ya_s) noexcept nogil
+    float ql_vd32(int t, int ts, const uint8_t *x, const int8_t *ya_q, const float *ya_d,
+                  const float *ya_s, Py_ssize_t nb) noexcept nogil
 
 ctypedef void (*unpack_fn)(const uint8_t *x, int8_t *q, Py_ssize_t nb) noexcept nogil
 ctypedef float (*vd_fn)(const uint8_t *x, const int8_t *q, const uint8_t *y, Py_ssize_t nb) noexcept nogil
@@ -80,11 +331,7 @@ cdef inline void unpack_q5_1(const uint8_t *x, int8_t *q, Py_ssize_t nb) noexcep
 
 
 cdef inline void unpack_q8_0(const uint8_t *x, int8_t *q, Py_ssize_t nb) noexcept nogil:
-    pass                            # Q8_0 levels are the stored bytes: vd_q8_0 reads them in place
-
-
-cdef inline void unpack_q8_0_levels(const uint8_t *x, int8_t *q, Py_ssize_t nb) noexcept nogil:
-    cdef Py_ssize_t b               # a real copy, for the float-activation path (_matvec)
+    cdef Py_ssize_t b               # the stored bytes (for the float-activation path, _matvec)
     cdef int j
     for b in range(nb):
         for j in range(32):
@@ -184,72 +431,44 @@ cdef inline void unpack_iq4_xs(const uint8_t *x, int8_t *q, Py_ssize_t nb) noexc
 
 
 # ------------------------------------------------------------------ 32-element blocks × Q8_0 / Q8_1
-cdef inline float vd_q4_0(const uint8_t *x, const int8_t *q, const uint8_t *y, Py_ssize_t nb) noexcept nogil:
-    cdef float acc = 0
-    cdef Py_ssize_t b
-    for b in range(nb):             # sumi*d_x*d_y
-        acc = acc + (<float>ql_dot_i8(q + 32 * b, <const int8_t *>(y + 34 * b + 2), 32)
-                     * ql_half(x + 18 * b)) * ql_half(y + 34 * b)
-    return acc
+# vd32_<type>(w_row, ya_q, ya_d, ya_s, nb): the row's levels come straight from its bytes; the
+# activation row was split once by ql_split_partner.
+ctypedef float (*vd32_fn)(const uint8_t *x, const int8_t *ya_q, const float *ya_d, const float *ya_s,
+                          Py_ssize_t nb) noexcept nogil
+
+cdef inline float vd32_q4_0(const uint8_t *x, const int8_t *ya_q, const float *ya_d, const float *ya_s,
+                             Py_ssize_t nb) noexcept nogil:
+    return ql_vd32(2, 18, x, ya_q, ya_d, ya_s, nb)
 
 
-cdef inline float vd_q5_0(const uint8_t *x, const int8_t *q, const uint8_t *y, Py_ssize_t nb) noexcept nogil:
-    cdef float acc = 0
-    cdef Py_ssize_t b
-    for b in range(nb):             # (d_x*d_y)*sumi
-        acc = acc + (ql_half(x + 22 * b) * ql_half(y + 34 * b)) * <float>ql_dot_i8(
-            q + 32 * b, <const int8_t *>(y + 34 * b + 2), 32)
-    return acc
+cdef inline float vd32_q4_1(const uint8_t *x, const int8_t *ya_q, const float *ya_d, const float *ya_s,
+                             Py_ssize_t nb) noexcept nogil:
+    return ql_vd32(3, 20, x, ya_q, ya_d, ya_s, nb)
 
 
-cdef inline float vd_q8_0(const uint8_t *x, const int8_t *q, const uint8_t *y, Py_ssize_t nb) noexcept nogil:
-    cdef float acc = 0
-    cdef Py_ssize_t b
-    for b in range(nb):             # sumi*(d_x*d_y); the weight levels straight from the bytes
-        acc = acc + <float>ql_dot_i8(<const int8_t *>(x + 34 * b + 2), <const int8_t *>(y + 34 * b + 2), 32) * (
-            ql_half(x + 34 * b) * ql_half(y + 34 * b))
-    return acc
+cdef inline float vd32_q5_0(const uint8_t *x, const int8_t *ya_q, const float *ya_d, const float *ya_s,
+                             Py_ssize_t nb) noexcept nogil:
+    return ql_vd32(6, 22, x, ya_q, ya_d, ya_s, nb)
 
 
-cdef inline float vd_iq4_nl(const uint8_t *x, const int8_t *q, const uint8_t *y, Py_ssize_t nb) noexcept nogil:
-    cdef float acc = 0
-    cdef Py_ssize_t b
-    for b in range(nb):             # d = d_y*d_x ; d*sumi
-        acc = acc + (ql_half(y + 34 * b) * ql_half(x + 18 * b)) * <float>ql_dot_i8(
-            q + 32 * b, <const int8_t *>(y + 34 * b + 2), 32)
-    return acc
+cdef inline float vd32_q5_1(const uint8_t *x, const int8_t *ya_q, const float *ya_d, const float *ya_s,
+                             Py_ssize_t nb) noexcept nogil:
+    return ql_vd32(7, 24, x, ya_q, ya_d, ya_s, nb)
 
 
-cdef inline float vd_mxfp4(const uint8_t *x, const int8_t *q, const uint8_t *y, Py_ssize_t nb) noexcept nogil:
-    cdef float acc = 0
-    cdef Py_ssize_t b
-    for b in range(nb):             # d = d_y*2^(e-128) ; d*sumi
-        acc = acc + (ql_half(y + 34 * b) * ql_e8m0_half(x[17 * b])) * <float>ql_dot_i8(
-            q + 32 * b, <const int8_t *>(y + 34 * b + 2), 32)
-    return acc
+cdef inline float vd32_q8_0(const uint8_t *x, const int8_t *ya_q, const float *ya_d, const float *ya_s,
+                             Py_ssize_t nb) noexcept nogil:
+    return ql_vd32(8, 34, x, ya_q, ya_d, ya_s, nb)
 
 
-cdef inline float vd_q4_1(const uint8_t *x, const int8_t *q, const uint8_t *y, Py_ssize_t nb) noexcept nogil:
-    return _vd_q8_1(x, 20, q, y, nb)
+cdef inline float vd32_iq4_nl(const uint8_t *x, const int8_t *ya_q, const float *ya_d, const float *ya_s,
+                             Py_ssize_t nb) noexcept nogil:
+    return ql_vd32(20, 18, x, ya_q, ya_d, ya_s, nb)
 
 
-cdef inline float vd_q5_1(const uint8_t *x, const int8_t *q, const uint8_t *y, Py_ssize_t nb) noexcept nogil:
-    return _vd_q8_1(x, 24, q, y, nb)
-
-
-cdef inline float _vd_q8_1(const uint8_t *x, Py_ssize_t ts, const int8_t *q, const uint8_t *y,
-                           Py_ssize_t nb) noexcept nogil:
-    # (d_x*d_y)*sumi + m_x*s_y      (y = Q8_1: d @0, s @2, qs @4)
-    cdef float acc = 0
-    cdef Py_ssize_t b
-    cdef const uint8_t *xb
-    cdef const uint8_t *yb
-    for b in range(nb):
-        xb = x + ts * b
-        yb = y + 36 * b
-        acc = acc + ((ql_half(xb) * ql_half(yb)) * <float>ql_dot_i8(q + 32 * b, <const int8_t *>(yb + 4), 32)
-                     + ql_half(xb + 2) * ql_half(yb + 2))
-    return acc
+cdef inline float vd32_mxfp4(const uint8_t *x, const int8_t *ya_q, const float *ya_d, const float *ya_s,
+                             Py_ssize_t nb) noexcept nogil:
+    return ql_vd32(39, 17, x, ya_q, ya_d, ya_s, nb)
 
 
 # ------------------------------------------------------------------ 256-element blocks × Q8_K
@@ -258,6 +477,7 @@ cdef inline float vd_q2_k(const uint8_t *x, const int8_t *q, const uint8_t *y, P
     cdef float acc = 0, yd
     cdef Py_ssize_t b
     cdef int j, isum, summs
+    cdef int32_t S[16]
     cdef const uint8_t *xb
     cdef const uint8_t *yb
     for b in range(nb):
@@ -265,8 +485,9 @@ cdef inline float vd_q2_k(const uint8_t *x, const int8_t *q, const uint8_t *y, P
         yb = y + 292 * b
         isum = 0
         summs = 0
+        ql_group_sums_vnni(q + 256 * b, <const int8_t *>(yb + 4), 16, 16, 0, S)
         for j in range(16):         # scales byte j: low nibble scale, high nibble min
-            isum = isum + (xb[j] & 15) * ql_dot_i8(q + 256 * b + 16 * j, <const int8_t *>(yb + 4 + 16 * j), 16)
+            isum = isum + (xb[j] & 15) * S[j]
             summs = summs + (xb[j] >> 4) * ql_i16(yb + 260 + 2 * j)
         yd = ql_f32(yb)
         acc = acc + ((ql_half(xb + 80) * yd) * <float>isum - (ql_half(xb + 82) * yd) * <float>summs)
@@ -279,6 +500,7 @@ cdef inline float _vd_q45_k(const uint8_t *x, Py_ssize_t ts, const int8_t *q, co
     cdef float acc = 0, yd
     cdef Py_ssize_t b
     cdef int j, sc, mn, isum, summs
+    cdef int32_t S[8]
     cdef const uint8_t *xb
     cdef const uint8_t *yb
     for b in range(nb):
@@ -286,9 +508,10 @@ cdef inline float _vd_q45_k(const uint8_t *x, Py_ssize_t ts, const int8_t *q, co
         yb = y + 292 * b
         isum = 0
         summs = 0
+        ql_group_sums_vnni(q + 256 * b, <const int8_t *>(yb + 4), 32, 8, 0, S)
         for j in range(8):          # bsums cover 16 elements: two per group of 32
             scale_min_k4(j, xb + 4, &sc, &mn)
-            isum = isum + sc * ql_dot_i8(q + 256 * b + 32 * j, <const int8_t *>(yb + 4 + 32 * j), 32)
+            isum = isum + sc * S[j]
             summs = summs + mn * (ql_i16(yb + 260 + 4 * j) + ql_i16(yb + 262 + 4 * j))
         yd = ql_f32(yb)
         acc = acc + ((ql_half(xb) * yd) * <float>isum - (ql_half(xb + 2) * yd) * <float>summs)
@@ -307,13 +530,14 @@ cdef inline float vd_q3_k(const uint8_t *x, const int8_t *q, const uint8_t *y, P
     cdef float acc = 0
     cdef Py_ssize_t b
     cdef int j, isum
+    cdef int32_t S[16]
     cdef const uint8_t *yb
     for b in range(nb):             # signed 6-bit scales (§4.7) @96, d @108
         yb = y + 292 * b
         isum = 0
+        ql_group_sums_vnni(q + 256 * b, <const int8_t *>(yb + 4), 16, 16, 4, S)
         for j in range(16):
-            isum = isum + q3_scale(j, x + 110 * b + 96) * ql_dot_i8(
-                q + 256 * b + 16 * j, <const int8_t *>(yb + 4 + 16 * j), 16)
+            isum = isum + q3_scale(j, x + 110 * b + 96) * S[j]
         acc = acc + (ql_half(x + 110 * b + 108) * ql_f32(yb)) * <float>isum
     return acc
 
@@ -322,31 +546,28 @@ cdef inline float vd_q6_k(const uint8_t *x, const int8_t *q, const uint8_t *y, P
     cdef float acc = 0
     cdef Py_ssize_t b
     cdef int j, isum
+    cdef int32_t S[16]
     cdef const uint8_t *yb
     for b in range(nb):             # int8 scales @192, d @208
         yb = y + 292 * b
         isum = 0
+        ql_group_sums_vnni(q + 256 * b, <const int8_t *>(yb + 4), 16, 16, 32, S)
         for j in range(16):
-            isum = isum + (<const int8_t *>(x + 210 * b + 192))[j] * ql_dot_i8(
-                q + 256 * b + 16 * j, <const int8_t *>(yb + 4 + 16 * j), 16)
+            isum = isum + (<const int8_t *>(x + 210 * b + 192))[j] * S[j]
         acc = acc + (ql_half(x + 210 * b + 208) * ql_f32(yb)) * <float>isum
     return acc
 
 
 cdef inline float vd_iq4_xs(const uint8_t *x, const int8_t *q, const uint8_t *y, Py_ssize_t nb) noexcept nogil:
-    cdef float acc = 0, d4d8
+    # per sub-block of 32: d1 = d4d8*(ls-32) ; acc += d1*sumi  (q is not used: the terms come
+    # straight from the packed bytes)
+    cdef float acc = 0
+    cdef float t[8]
     cdef Py_ssize_t b
-    cdef int j, ls
-    cdef uint32_t sh
-    cdef const uint8_t *xb
-    cdef const uint8_t *yb
+    cdef int j
     for b in range(nb):
-        xb = x + 136 * b
-        yb = y + 292 * b
-        d4d8 = ql_half(xb) * ql_f32(yb)
-        sh = xb[2] | (xb[3] << 8)
-        for j in range(8):          # d1 = d4d8*(ls-32) ; acc += d1*sumi, per group of 32
-            ls = ((xb[4 + j // 2] >> (4 * (j % 2))) & 15) | (((sh >> (2 * j)) & 3) << 4)
-            acc = acc + (d4d8 * <float>(ls - 32)) * <float>ql_dot_i8(
-                q + 256 * b + 32 * j, <const int8_t *>(yb + 4 + 32 * j), 32)
+        ql_iq4_xs_terms(x + 136 * b, <const int8_t *>(y + 292 * b + 4),
+                        ql_half(x + 136 * b) * ql_f32(y + 292 * b), t)
+        for j in range(8):
+            acc = acc + t[j]
     return acc

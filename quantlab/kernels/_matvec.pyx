@@ -120,19 +120,23 @@ cdef scales_fn _scales_for(int t) noexcept nogil:
 
 
 cdef vd_fn _vd_for(int t) noexcept nogil:
-    if t == 2: return vd_q4_0
-    if t == 3: return vd_q4_1
-    if t == 6: return vd_q5_0
-    if t == 7: return vd_q5_1
-    if t == 8: return vd_q8_0
-    if t == 20: return vd_iq4_nl
-    if t == 39: return vd_mxfp4
     if t == 10: return vd_q2_k
     if t == 11: return vd_q3_k
     if t == 12: return vd_q4_k
     if t == 13: return vd_q5_k
     if t == 14: return vd_q6_k
     if t == 23: return vd_iq4_xs
+    return NULL
+
+
+cdef vd32_fn _vd32_for(int t) noexcept nogil:
+    if t == 2: return vd32_q4_0
+    if t == 3: return vd32_q4_1
+    if t == 6: return vd32_q5_0
+    if t == 7: return vd32_q5_1
+    if t == 8: return vd32_q8_0
+    if t == 20: return vd32_iq4_nl
+    if t == 39: return vd32_mxfp4
     return NULL
 
 
@@ -169,6 +173,9 @@ def matmul_q8(ggml_type, w, a, out, n_threads=1):
 
 cdef bint _matmul_q8(int typ, const uint8_t[:, ::1] w, const uint8_t[:, ::1] a, float[:, ::1] out,
                      Py_ssize_t nb, Py_ssize_t n, int n_threads):
+    cdef vd32_fn vd32 = _vd32_for(typ)
+    if vd32 != NULL:
+        return _matmul_q8_32(typ, vd32, w, a, out, nb, n, n_threads)
     cdef unpack_fn unpack = _unpack_for(typ)
     cdef vd_fn vd = _vd_for(typ)
     cdef Py_ssize_t o, t, n_out = w.shape[0], T = a.shape[0]
@@ -185,11 +192,39 @@ cdef bint _matmul_q8(int typ, const uint8_t[:, ::1] w, const uint8_t[:, ::1] a, 
             for o in prange(n_out, schedule="static"):
                 if PREFETCH_ROWS > 0 and o + PREFETCH_ROWS < n_out:
                     ql_prefetch(&w[o + PREFETCH_ROWS, 0], w.shape[1])
-                unpack(&w[o, 0], q, nb)                 # the row's levels, once for all tokens
+                if typ != 23:                           # (IQ4_XS's vd reads the bytes)
+                    unpack(&w[o, 0], q, nb)             # the row's levels, once for all tokens
                 for t in range(T):
                     out[t, o] = vd(&w[o, 0], q, &a[t, 0], nb)
             free(q)
     return failed == 0
+
+
+cdef bint _matmul_q8_32(int typ, vd32_fn vd32, const uint8_t[:, ::1] w, const uint8_t[:, ::1] a,
+                        float[:, ::1] out, Py_ssize_t nb, Py_ssize_t n, int n_threads):
+    # 32-element types: each activation row split once into levels and float scales, then
+    # every weight row read straight from its bytes
+    cdef Py_ssize_t o, t, n_out = w.shape[0], T = a.shape[0]
+    if n_out == 0 or T == 0:
+        return True
+    cdef int8_t *ya_q = <int8_t *>malloc(T * n)
+    cdef float *ya_d = <float *>malloc(2 * T * nb * sizeof(float))
+    if ya_q == NULL or ya_d == NULL:
+        free(ya_q)
+        free(ya_d)
+        return False
+    cdef float *ya_s = ya_d + T * nb
+    with nogil:
+        for t in range(T):
+            ql_split_partner(typ, &a[t, 0], nb, ya_q + t * n, ya_d + t * nb, ya_s + t * nb)
+        for o in prange(n_out, schedule="static", num_threads=n_threads):
+            if PREFETCH_ROWS > 0 and o + PREFETCH_ROWS < n_out:
+                ql_prefetch(&w[o + PREFETCH_ROWS, 0], w.shape[1])
+            for t in range(T):
+                out[t, o] = vd32(&w[o, 0], ya_q + t * n, ya_d + t * nb, ya_s + t * nb, nb)
+    free(ya_q)
+    free(ya_d)
+    return True
 
 
 def matmul_f32(ggml_type, w, x, out, n_threads=1):
@@ -246,7 +281,7 @@ cdef bint _matmul_f32_levels(int typ, const uint8_t[:, ::1] w, const float[:, ::
                              float[:, ::1] out, Py_ssize_t nb, Py_ssize_t n, int g, int n_threads):
     # w_e = a_g·q_e + b_g (see _ggml_scales.pxd): levels and group scales per row, then
     # Σ_g ((q·a_g)·x) + b_g·Σx for each token; the group sums of x are computed once
-    cdef unpack_fn unpack = unpack_q8_0_levels if typ == 8 else _unpack_for(typ)
+    cdef unpack_fn unpack = _unpack_for(typ)
     cdef scales_fn scales = _scales_for(typ)
     cdef Py_ssize_t o, t, j, e, n_out = w.shape[0], T = x.shape[0], ng = n // g
     cdef bint has_min = typ in (3, 7, 10, 12, 13)

@@ -1,7 +1,8 @@
 """Integer dot products (quantlab.formats.ggml.dot) and their compiled twins (_matvec).
 
 Oracles: (1) a scalar transliteration of ggml's generic ``vec_dot_q4_0_q8_0`` /
-``_q4_1_q8_1`` / ``_q8_0_q8_0`` (ggml-cpu/quants.c) for the exact float order; (2) the
+``_q4_1_q8_1`` / ``_q8_0_q8_0`` (ggml-cpu/quants.c) for each block's float operations, its
+terms added in quantlab's documented 8-lane order (dot.py); (2) the
 mathematical identity ``matmul_q8(w, a) ≈ dequantize(a) @ dequantize(w).T`` (the dequantizers
 are golden-tested), which checks every type's integer parts, scales and mins; (3) kernel ==
 NumPy twin bit for bit (integer mode) or within float tolerance (float mode); (4) threads.
@@ -53,13 +54,14 @@ def _h(b, off):
 
 
 def ggml_vec_dot(name, wrow, arow):
-    """ggml's generic C, one weight row × one activation row, float32 scalars in C order."""
-    acc = f32(0)
+    """ggml's generic C, one weight row × one activation row, float32 scalars in C order;
+    block ib's term goes to lane ib % 8, the lanes added as dot.py documents."""
+    lane = [f32(0)] * 8
     for ib in range(len(wrow) // {"q4_0": 18, "q4_1": 20, "q8_0": 34}[name]):
         if name == "q8_0":
             x, y = wrow[34 * ib:34 * ib + 34], arow[34 * ib:34 * ib + 34]
             sumi = int(np.dot(x[2:].view(np.int8).astype(int), y[2:].view(np.int8).astype(int)))
-            acc = f32(acc + f32(f32(sumi) * f32(_h(x, 0) * _h(y, 0))))
+            lane[ib % 8] = f32(lane[ib % 8] + f32(f32(sumi) * f32(_h(x, 0) * _h(y, 0))))
             continue
         ts = 18 if name == "q4_0" else 20
         x = wrow[ts * ib:ts * ib + ts]
@@ -69,10 +71,12 @@ def ggml_vec_dot(name, wrow, arow):
         sumi = sum(((int(qs[j]) & 15) - off) * yq[j] + ((int(qs[j]) >> 4) - off) * yq[j + 16]
                    for j in range(16))
         if name == "q4_0":      # sumf += sumi*GGML_FP16_TO_FP32(x.d)*GGML_FP16_TO_FP32(y.d)
-            acc = f32(acc + f32(f32(f32(sumi) * _h(x, 0)) * _h(y, 0)))
+            term = f32(f32(f32(sumi) * _h(x, 0)) * _h(y, 0))
         else:                   # sumf += (d_x*d_y)*sumi + m_x*s_y
-            acc = f32(acc + f32(f32(f32(_h(x, 0) * _h(y, 0)) * f32(sumi)) + f32(_h(x, 2) * _h(y, 2))))
-    return acc
+            term = f32(f32(f32(_h(x, 0) * _h(y, 0)) * f32(sumi)) + f32(_h(x, 2) * _h(y, 2)))
+        lane[ib % 8] = f32(lane[ib % 8] + term)
+    return f32(f32(f32(lane[0] + lane[1]) + f32(lane[2] + lane[3]))
+               + f32(f32(lane[4] + lane[5]) + f32(lane[6] + lane[7])))
 
 
 @pytest.mark.parametrize("name", ["q4_0", "q4_1", "q8_0"])
@@ -107,6 +111,17 @@ def test_kernel_integer_mode_bit_identical(name, T):
     w, a = weights(name, seed=T), dot.quantize_activations(activations(T), fmt)
     ref = dot.matmul_q8(fmt, w, a)
     np.testing.assert_array_equal(kernel_q8(fmt, w, a).view(np.uint32), ref.view(np.uint32))
+
+
+@pytest.mark.parametrize("name", [t for t in TYPES if ql.get(t).block_size == 32])
+@pytest.mark.parametrize("n", [224, 576, 800])
+def test_kernel_integer_mode_ragged_rows(name, n):
+    """Rows of 7, 18 and 25 blocks: the 8-block SIMD steps plus a scalar tail (SmolLM2's 576)."""
+    fmt = ql.get(name)
+    w, a = weights(name, 13, n, seed=n), dot.quantize_activations(activations(2, n), fmt)
+    ref = dot.matmul_q8(fmt, w, a)
+    for nt in (1, 2):
+        np.testing.assert_array_equal(kernel_q8(fmt, w, a, nt).view(np.uint32), ref.view(np.uint32))
 
 
 @pytest.mark.parametrize("name", TYPES + ["q8_k", "tq1_0", "tq2_0", "ggml_f16", "ggml_bf16", "ggml_f32"])

@@ -27,12 +27,21 @@ IQ4_XS      Q8_K        32     per sub-block: ``acc += ((d·d_a)·(c−32))·S``
 
 ``S`` is one group's exact integer sum ``Σ q_w·q_a``; for K-quants ``isum = Σ_j sc_j·S_j``
 over the super-block's groups and ``summs = Σ_j bsums_j·mn_j`` (Q8_K's 16-element sums
-times the min codes).  Integers are exact, so only the float steps need an order: the
-table gives ggml's generic C (``ggml-cpu/quants.c``) for every type except Q4_K/Q5_K/Q3_K/
-Q6_K, whose generic C spreads the same integers over 8 float lanes; quantlab uses the
-single-accumulator form of Q2_K for them.  llama.cpp's AVX2 paths accumulate in yet
-another order (and fuse multiply-adds), so results agree with llama.cpp to float rounding,
-and bit-for-bit with quantlab's compiled twin ``quantlab.kernels._matvec.matmul_q8``.
+times the min codes).  Integers are exact, so only the float steps need an order.  Each
+block's term is computed with the table's operands in ggml's generic-C order
+(``ggml-cpu/quants.c``), and the terms are added:
+
+* 32-element types: into **8 float lanes**, block ``b`` into lane ``b mod 8``, and the lanes
+  then as ``((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7))``.  ggml's generic C uses one accumulator;
+  its AVX2 code also keeps 8 float lanes (over other terms).  Eight independent sums let the
+  compiled kernel work on 8 blocks at once instead of waiting on one chain of additions.
+* K-quants and IQ4_XS: one accumulator, super-block after super-block (the chain is 8 times
+  shorter).  Q4_K/Q5_K/Q3_K/Q6_K's generic C spreads the same integers over 8 float lanes;
+  quantlab uses the single-accumulator form of Q2_K for them.
+
+llama.cpp's AVX2 paths accumulate in yet another order (and fuse multiply-adds), so results
+agree with llama.cpp to float rounding, and bit-for-bit with quantlab's compiled twin
+``quantlab.kernels._matvec.matmul_q8``.
 Activations are quantized by the registered ``q8_0``/``q8_1``/``q8_k`` formats (ggml's
 ``_ref`` quantizers; llama.cpp's AVX2 activation quantizer differs from them only on ties).
 """
@@ -56,6 +65,7 @@ PARTNER = {"q4_0": "q8_0", "q5_0": "q8_0", "q8_0": "q8_0", "iq4_nl": "q8_0", "gg
 GROUP = {"q2_k": 16, "q3_k": 16, "q6_k": 16}        # integer-sum group length; 32 otherwise
 MXFP4_2X = np.array([0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12], np.int8)
 _CHUNK = 1 << 22                                    # float32 elements per partial-sum chunk
+LANES = 8                                           # float accumulators of the 32-element types
 
 
 def partner(fmt):
@@ -142,19 +152,21 @@ def _combine(name: str, fw: dict, fa: dict, S: np.ndarray) -> np.ndarray:
     dw = fw.get("d")                                      # (n_out, nb) float32
     da = fa["d"][:, :, None]                              # (T, nb_a, 1)
     if name in ("q4_0", "q5_0", "q8_0", "iq4_nl", "ggml_mxfp4", "q4_1", "q5_1"):
+        lane = [np.zeros((T, n_out), f32) for _ in range(LANES)]
         for b in range(S.shape[2]):
             s, x, y = S[:, :, b].astype(f32), dw[:, b] if dw is not None else None, da[:, b]
             if name == "q4_0":
-                acc = acc + (s * x) * y                   # sumi*d_x*d_y
+                term = (s * x) * y                        # sumi*d_x*d_y
             elif name in ("q5_0", "q8_0"):
-                acc = acc + (x * y) * s                   # (d_x*d_y)*sumi
+                term = (x * y) * s                        # (d_x*d_y)*sumi
             elif name == "iq4_nl":
-                acc = acc + (y * x) * s                   # d = d_y*d_x ; d*sumi
+                term = (y * x) * s                        # d = d_y*d_x ; d*sumi
             elif name == "ggml_mxfp4":
-                acc = acc + (y * e8m0_half(fw["e"][:, b])) * s    # d_y * 2^(e-128)
+                term = (y * e8m0_half(fw["e"][:, b])) * s         # d_y * 2^(e-128)
             else:                                         # q4_1, q5_1
-                acc = acc + ((x * y) * s + fw["m"][:, b] * fa["s"][:, b, None])
-        return acc
+                term = (x * y) * s + fw["m"][:, b] * fa["s"][:, b, None]
+            lane[b % LANES] += term                       # block b -> lane b mod 8
+        return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]))
     # K-quants and IQ4_XS: one super-block (256) = G groups of S
     per = 16 if name in GROUP else 8
     for B in range(S.shape[2] // per):
