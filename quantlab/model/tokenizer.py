@@ -114,20 +114,29 @@ class Tokenizer:
         if pre not in PRE_TOKENIZERS:
             raise ModelError(f"pre-tokenizer {pre!r} is not supported; supported: "
                              f"{', '.join(sorted(PRE_TOKENIZERS))}")
-        self.tokens = list(tokens)
-        self.token_types = list(token_types) if token_types is not None else [NORMAL] * len(tokens)
+        # lists (as GGUF metadata gives them) are kept, not copied: the vocabulary's 49k strings
+        # and the merges' are each held once, by the file's metadata and by this tokenizer
+        self.tokens = tokens if isinstance(tokens, list) else list(tokens)
+        if token_types is None:
+            token_types = [NORMAL] * len(self.tokens)
+        self.token_types = token_types if isinstance(token_types, list) else list(token_types)
         if len(self.token_types) != len(self.tokens):
             raise ModelError(f"{len(self.tokens)} tokens but {len(self.token_types)} token types")
         self.pre = pre
         self.bos_id, self.eos_id, self.add_bos = bos_id, eos_id, add_bos
-        self.token_to_id = {t: i for i, t in enumerate(self.tokens)}
-        # merge "a b" of rank r: the pair (a, b) is joined before any pair of larger rank
-        self.ranks: dict[tuple[str, str], int] = {}
-        for r, m in enumerate(merges):
-            a, sep, b = m.partition(" ")
-            if not sep:
+        numbers = list(range(max(len(self.tokens), len(merges))))   # one int per id / rank,
+                                                                      # shared by both tables
+        self.token_to_id = dict(zip(self.tokens, numbers))
+        # merge "a b" of rank r: the pair (a, b) is joined before any pair of larger rank.  The
+        # table is keyed by the merge's own text: pieces never contain a space (they are joined
+        # from the byte alphabet, where space is "Ġ"), so the pair (a, b) is the key a + " " + b
+        # exactly, and a merge with a second space can never apply (nor could it as a pair).
+        self.ranks: dict[str, int] = {}
+        for m, r in zip(merges, numbers):
+            if " " not in m:
                 raise ModelError(f"tokenizer merge #{r} {m!r} is not two pieces separated by a space")
-            self.ranks.setdefault((a, b), r)
+            self.ranks.setdefault(m, r)
+        del numbers
         self._byte_char = bytes_to_unicode()
         self._char_byte = {c: b for b, c in self._byte_char.items()}
         self._word_regexes = [re.compile(p, re.ASCII) for p in PRE_TOKENIZERS[pre]]
@@ -223,7 +232,7 @@ class Tokenizer:
         parts = [self._byte_char[b] for b in word.encode("utf-8")]
         while len(parts) > 1:
             # join the adjacent pair with the lowest merge rank, the leftmost on ties
-            ranks = [self.ranks.get(pair, _NO_MERGE) for pair in zip(parts, parts[1:])]
+            ranks = [self.ranks.get(a + " " + b, _NO_MERGE) for a, b in zip(parts, parts[1:])]
             best = min(ranks)
             if best == _NO_MERGE:
                 break
