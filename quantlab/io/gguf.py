@@ -84,10 +84,13 @@ class GGUFValue:
     item_type: ValueType | None = None
 
 
-# ggml type id -> (name, block size, bytes per block): ggml-quants.md §1 (``enum ggml_type``),
-# exactly the ``gguf`` package's ``GGML_QUANT_SIZES`` (tests/io/test_gguf_types.py checks it).
-# Written out rather than imported: importing ``gguf`` loads its reader, writer, vocab, YAML and
-# JSON modules, ~4 MB of a small model's resident memory.  Ids 4, 5, 31-33, 36-38 are retired.
+# ggml type id -> (name, block size, bytes per block): the ``gguf`` package's
+# ``GGML_QUANT_SIZES``, copied exactly (tests/io/test_gguf_types.py checks it).  Written out rather
+# than imported: importing ``gguf`` loads its reader, writer, vocab, YAML and JSON modules, ~4 MB
+# of a small model's resident memory.  Ids 4, 5, 31-33, 36-38 are retired.  Doubt: ggml-quants.md
+# §1 gives Q8_1 36 bytes (ggml's sizeof(block_q8_1), quantlab's Q8_1 format) where gguf-py says
+# 40 (Q8_1 is an activation format, not stored in files), and lists Q2_0 (42), which this gguf-py
+# lacks.
 GGML_TYPES: dict[int, tuple[str, int, int]] = {
     0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 3: ("Q4_1", 32, 20),
     6: ("Q5_0", 32, 22), 7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 9: ("Q8_1", 32, 40),
