@@ -11,6 +11,7 @@ CPUs this process may use, one thread for small work), as scikit-learn does.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 
@@ -44,14 +45,19 @@ def compiled_kernels() -> dict[str, bool]:
     return {name: _load(name) is not None for name in _KERNEL_MODULES}
 
 
+@functools.lru_cache(maxsize=1)
+def _usable_cpus() -> int:
+    """CPUs this process may run on, read once (a system call; decode asks ~200 times a token)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def n_threads(work: int | None = None, min_work_per_thread: int = 1 << 16) -> int:
     """Threads for a kernel: ``OMP_NUM_THREADS`` if set, else the usable CPUs; 1 for small work."""
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    n = int(env) if env.isdigit() and int(env) > 0 else cpus
+    n = int(env) if env.isdigit() and int(env) > 0 else _usable_cpus()
     if work is not None:
         n = min(n, max(1, work // min_work_per_thread))
     return max(1, n)

@@ -94,6 +94,19 @@ cdef extern from *:
         }
     #endif
     }
+    /* 16 int8 levels as float32: y[k] = a·q[k] - b (two roundings, no FMA; b = 0 leaves
+       a·q[k] unchanged, -0.0 included). */
+    static inline void ql_scale16(const int8_t *q, float a, float b, float *y) {
+    #if defined(__AVX2__)
+        const __m128i v = _mm_loadu_si128((const __m128i *)q);
+        const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
+        _mm256_storeu_ps(y, _mm256_sub_ps(_mm256_mul_ps(va, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))), vb));
+        _mm256_storeu_ps(y + 8, _mm256_sub_ps(_mm256_mul_ps(va, _mm256_cvtepi32_ps(
+                             _mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)))), vb));
+    #else
+        for (int k = 0; k < 16; k++) y[k] = a * (float)q[k] - b;
+    #endif
+    }
     /* 32 table values as float32 times d: y[j] = d·table[nibble j] (low nibbles are
        elements 0..15, high nibbles 16..31).  Products are exact-rounded either way. */
     static inline void ql_lookup_f32(const uint8_t *qs, float *y, float d, const int8_t *table) {
@@ -127,6 +140,7 @@ cdef extern from *:
     float ql_bf16(const uint8_t *p) noexcept nogil
     void ql_nibbles(const uint8_t *qs, int8_t *q, int off, const int8_t *table) noexcept nogil
     void ql_lookup_f32(const uint8_t *qs, float *y, float d, const int8_t *table) noexcept nogil
+    void ql_scale16(const int8_t *q, float a, float b, float *y) noexcept nogil
     void ql_fives(const uint8_t *qs, uint32_t qh, int8_t *q, int off) noexcept nogil
 
 ctypedef void (*deq_fn)(const uint8_t *b, float *y) noexcept nogil
@@ -219,35 +233,36 @@ cdef inline void deq_mxfp4(const uint8_t *b, float *y) noexcept nogil:
 # ---------------------------------------------------------------- K-quants (§5), 256 elements
 cdef inline void deq_q2_k(const uint8_t *b, float *y) noexcept nogil:
     # [scales:16][qs:64][d:2][dmin:2]   y = (d·a_j)·L - dmin·b_j ; 2-bit planes (§4.8)
-    cdef float d = ql_half(b + 80), dmin = ql_half(b + 82), dl, ml
-    cdef uint8_t q[64]
+    cdef float d = ql_half(b + 80), dmin = ql_half(b + 82)
+    cdef int8_t L[16]
     cdef int n, j, l, sub, shift
-    memcpy(q, b + 16, 64)               # a local copy: stores to y cannot alias it (SIMD)
+    cdef uint8_t sc
     for n in range(2):
         for j in range(4):
             shift = 2 * j
             for sub in range(2):
-                dl = d * <float>(b[8 * n + 2 * j + sub] & 15)
-                ml = dmin * <float>(b[8 * n + 2 * j + sub] >> 4)
+                sc = b[8 * n + 2 * j + sub]
                 for l in range(16):
-                    y[128 * n + 32 * j + 16 * sub + l] = dl * <float>((q[32 * n + 16 * sub + l] >> shift) & 3) - ml
+                    L[l] = (b[16 + 32 * n + 16 * sub + l] >> shift) & 3
+                ql_scale16(L, d * <float>(sc & 15), dmin * <float>(sc >> 4), y + 128 * n + 32 * j + 16 * sub)
 
 
 cdef inline void deq_q3_k(const uint8_t *b, float *y) noexcept nogil:
     # [hmask:32][qs:64][scales:12][d:2]   q = low2 - (hbit ? 0 : 4) ; y = (d·sc_j)·q
-    cdef float d = ql_half(b + 108), dl
+    cdef float d = ql_half(b + 108)
     cdef const uint8_t *hm = b
     cdef const uint8_t *q = b + 32
+    cdef int8_t L[16]
     cdef int n, j, l, sub, e
     for n in range(2):
         for j in range(4):
             for sub in range(2):
-                dl = d * <float>q3_scale(8 * n + 2 * j + sub, b + 96)
                 for l in range(16):
                     e = 16 * sub + l
                     # hbit set: q = low2 ; clear: q = low2 - 4   (branch-free for SIMD)
-                    y[128 * n + 32 * j + e] = dl * <float>(<int>((q[32 * n + e] >> (2 * j)) & 3) - 4
-                                                           + (((hm[e] >> (4 * n + j)) & 1) << 2))
+                    L[l] = ((q[32 * n + e] >> (2 * j)) & 3) - 4 + (((hm[e] >> (4 * n + j)) & 1) << 2)
+                ql_scale16(L, d * <float>q3_scale(8 * n + 2 * j + sub, b + 96), 0.0,
+                           y + 128 * n + 32 * j + 16 * sub)
 
 
 cdef inline void deq_q4_k(const uint8_t *b, float *y) noexcept nogil:

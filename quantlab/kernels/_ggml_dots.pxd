@@ -183,16 +183,18 @@ cdef extern from *:
         default: ql_nibbles(xb + 1, q, 0, QL_MXFP4); break;             /* MXFP4: 2·E2M1 */
         }
     }
-    /* One block's float term from its exact sum S, in dot.py's operand order (dy, sy: the
-       activation block's d and s). */
-    static inline float ql_term32(int t, const uint8_t *xb, float dy, float sy, int S) {
+    /* A block's scale and offset as float32: d (MXFP4: 2^(e-128)) and m (Q4_1/Q5_1; else 0). */
+    static inline float ql_dx32(int t, const uint8_t *xb) { return t == 39 ? ql_e8m0_half(xb[0]) : ql_half(xb); }
+    static inline float ql_mx32(int t, const uint8_t *xb) { return (t == 3 || t == 7) ? ql_half(xb + 2) : 0.0f; }
+    /* One block's float term from its exact sum S, in dot.py's operand order (dx, mx: the
+       weight block's d and m; dy, sy: the activation block's d and s). */
+    static inline float ql_term32(int t, float dx, float mx, float dy, float sy, int S) {
         const float s = (float)S;
         switch (t) {
-        case 2:  return (s * ql_half(xb)) * dy;
-        case 6: case 8: return (ql_half(xb) * dy) * s;
-        case 20: return (dy * ql_half(xb)) * s;
-        case 3: case 7: return (ql_half(xb) * dy) * s + ql_half(xb + 2) * sy;
-        default: return (dy * ql_e8m0_half(xb[0])) * s;
+        case 2:  return (s * dx) * dy;
+        case 6: case 8: return (dx * dy) * s;
+        case 20: case 39: return (dy * dx) * s;
+        default: return (dx * dy) * s + mx * sy;                       /* Q4_1, Q5_1 */
         }
     }
     #if QL_VD_SIMD
@@ -225,72 +227,145 @@ cdef extern from *:
         }
         return _mm256_set_m128i(hi, lo);
     }
-    /* ql_term32 of 8 consecutive blocks, lane k = block k (the same IEEE operations). */
-    static inline __m256 ql_term32x8(int t, const uint8_t *x, int ts, const float *ya_d, const float *ya_s,
-                                     __m256 s) {
-        const __m256 dy = _mm256_loadu_ps(ya_d);
-        switch (t) {
-        case 2:  return _mm256_mul_ps(_mm256_mul_ps(s, ql_half8(x, ts)), dy);
-        case 6: case 8: return _mm256_mul_ps(_mm256_mul_ps(ql_half8(x, ts), dy), s);
-        case 20: return _mm256_mul_ps(_mm256_mul_ps(dy, ql_half8(x, ts)), s);
-        case 3: case 7: return _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(ql_half8(x, ts), dy), s),
-                                             _mm256_mul_ps(ql_half8(x + 2, ts), _mm256_loadu_ps(ya_s)));
-        default: {
-            float e[8];
-            for (int k = 0; k < 8; k++) e[k] = ql_e8m0_half(x[k * ts]);
-            return _mm256_mul_ps(_mm256_mul_ps(dy, _mm256_loadu_ps(e)), s);
+    #if defined(QL_DPBUSD)
+    /* For vpdpbusd: the levels plus QL_OFF32(t), all in 0..255 (Q4_0 and Q5_0: the raw nibble
+       / 5-bit value; Q8_0: the byte with its sign bit flipped; IQ4_NL, MXFP4: table + 128). */
+    #define QL_OFF32(t) ((t) == 2 ? 8 : (t) == 6 ? 16 : ((t) == 3 || (t) == 7) ? 0 : 128)
+    static inline __m256i ql_levels32_u(int t, const uint8_t *xb) {
+        if (t == 8)
+            return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(xb + 2)), _mm256_set1_epi8((char)0x80));
+        if (t == 6 || t == 7) {
+            int8_t q[32];
+            ql_fives(xb + (t == 6 ? 6 : 8), ql_u32(xb + (t == 6 ? 2 : 4)), q, 0);
+            return _mm256_loadu_si256((const __m256i *)q);
         }
+        const __m128i m = _mm_set1_epi8(15);
+        __m128i b = _mm_loadu_si128((const __m128i *)(xb + (t == 3 ? 4 : t == 39 ? 1 : 2)));
+        __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+        if (t == 20 || t == 39) {
+            const __m128i k = _mm_add_epi8(_mm_loadu_si128((const __m128i *)(t == 20 ? QL_IQ4NL : QL_MXFP4)),
+                                           _mm_set1_epi8((char)128));
+            lo = _mm_shuffle_epi8(k, lo);
+            hi = _mm_shuffle_epi8(k, hi);
         }
+        return _mm256_set_m128i(hi, lo);
     }
     #endif
-    /* The partner row (Q8_0: d, qs @2 per 34 bytes; Q8_1: d, s, qs @4 per 36 bytes) split
-       once per call into its levels ya_q[n] and its d, s as float32 ya_d[nb], ya_s[nb]. */
-    static inline void ql_split_partner(int t, const uint8_t *y, Py_ssize_t nb,
-                                        int8_t *ya_q, float *ya_d, float *ya_s) {
-        const int ys = (t == 3 || t == 7) ? 36 : 34;
-        for (Py_ssize_t b = 0; b < nb; b++) {
-            memcpy(ya_q + 32 * b, y + ys * b + ys - 32, 32);
-            ya_d[b] = ql_half(y + ys * b);
-            ya_s[b] = ys == 36 ? ql_half(y + ys * b + 2) : 0.0f;
+    /* ql_term32 of 8 consecutive blocks, lane k = block k (the same IEEE operations). */
+    static inline __m256 ql_term32x8(int t, __m256 dx, __m256 mx, __m256 dy, __m256 sy, __m256 s) {
+        switch (t) {
+        case 2:  return _mm256_mul_ps(_mm256_mul_ps(s, dx), dy);
+        case 6: case 8: return _mm256_mul_ps(_mm256_mul_ps(dx, dy), s);
+        case 20: case 39: return _mm256_mul_ps(_mm256_mul_ps(dy, dx), s);
+        default: return _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(dx, dy), s), _mm256_mul_ps(mx, sy));
         }
     }
-    /* vec_dot of one row of nb blocks (type t, ts bytes each) and one split partner row. */
-    static inline float ql_vd32(int t, int ts, const uint8_t *x, const int8_t *ya_q, const float *ya_d,
-                                const float *ya_s, Py_ssize_t nb) {
+    /* d (and m) of the 8 blocks at x, x + ts, ... */
+    static inline __m256 ql_dx32x8(int t, const uint8_t *x, int ts) {
+        if (t != 39) return ql_half8(x, ts);
+        float e[8];
+        for (int k = 0; k < 8; k++) e[k] = ql_e8m0_half(x[k * ts]);
+        return _mm256_loadu_ps(e);
+    }
+    #endif
+    /* One activation row in the partner format (Q8_0: d, qs @2 per 34 bytes; Q8_1: d, s,
+       qs @4 per 36 bytes), split once per call: levels q[n]; per block d and s as float32
+       and the exact level sum Σq (int32). */
+    typedef struct { int8_t *q; float *d; float *s; int32_t *sum; } ql_act32;
+    static inline void ql_split_partner(int t, const uint8_t *y, Py_ssize_t nb, ql_act32 *a) {
+        const int ys = (t == 3 || t == 7) ? 36 : 34;
+        for (Py_ssize_t b = 0; b < nb; b++) {
+            const int8_t *yq = (const int8_t *)(y + ys * b + ys - 32);
+            int32_t sum = 0;
+            for (int k = 0; k < 32; k++) sum += yq[k];
+            memcpy(a->q + 32 * b, yq, 32);
+            a->d[b] = ql_half(y + ys * b);
+            a->s[b] = ys == 36 ? ql_half(y + ys * b + 2) : 0.0f;
+            a->sum[b] = sum;
+        }
+    }
+    /* A weight row decoded once, when several tokens share it: levels q[n], d and m per block. */
+    typedef struct { int8_t *q; float *dx; float *mx; } ql_row32;
+    static inline void ql_decode_row32(int t, int ts, const uint8_t *x, Py_ssize_t nb, ql_row32 *r) {
+        for (Py_ssize_t b = 0; b < nb; b++) {
+            ql_levels32(t, x + ts * b, r->q + 32 * b);
+            r->dx[b] = ql_dx32(t, x + ts * b);
+            r->mx[b] = ql_mx32(t, x + ts * b);
+        }
+    }
+    /* vec_dot of one weight row of nb blocks (type t, ts bytes each) — its bytes x, or when
+       r != NULL its decoded form — and one split partner row a. */
+    static inline float ql_vd32_core(int t, int ts, const uint8_t *x, const ql_row32 *r,
+                                     const ql_act32 *a, Py_ssize_t nb) {
+        const int8_t *ya_q = a->q;
         float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         Py_ssize_t b = 0;
     #if QL_VD_SIMD
         __m256 acc = _mm256_setzero_ps();
         for (; b + 8 <= nb; b += 8) {
             __m256i v[8];
+    #if defined(QL_DPBUSD)          /* Σ(q + off)·y in one instruction, then - off·Σy */
             for (int k = 0; k < 8; k++) {
-                const __m256i q = ql_levels32_v(t, x + ts * (b + k));
+                const __m256i u = r ? _mm256_add_epi8(_mm256_loadu_si256((const __m256i *)(r->q + 32 * (b + k))),
+                                                      _mm256_set1_epi8((char)QL_OFF32(t)))
+                                    : ql_levels32_u(t, x + ts * (b + k));
+                v[k] = QL_DPBUSD(u, _mm256_loadu_si256((const __m256i *)(ya_q + 32 * (b + k))));
+            }
+            __m256i S = ql_hsum8x8(v);
+            if (QL_OFF32(t))
+                S = _mm256_sub_epi32(S, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(a->sum + b)),
+                                                          __builtin_ctz(QL_OFF32(t))));
+            const __m256 s = _mm256_cvtepi32_ps(S);
+    #else
+            for (int k = 0; k < 8; k++) {
+                const __m256i q = r ? _mm256_loadu_si256((const __m256i *)(r->q + 32 * (b + k)))
+                                    : ql_levels32_v(t, x + ts * (b + k));
                 const int8_t *yy = ya_q + 32 * (b + k);
                 v[k] = _mm256_add_epi32(ql_madd16(_mm256_castsi256_si128(q), yy),
                                         ql_madd16(_mm256_extracti128_si256(q, 1), yy + 16));
             }
             const __m256 s = _mm256_cvtepi32_ps(ql_hsum8x8(v));
-            acc = _mm256_add_ps(acc, ql_term32x8(t, x + ts * b, ts, ya_d + b, ya_s + b, s));
+    #endif
+            const __m256 dx = r ? _mm256_loadu_ps(r->dx + b) : ql_dx32x8(t, x + ts * b, ts);
+            const __m256 mx = (t != 3 && t != 7) ? _mm256_setzero_ps()
+                            : r ? _mm256_loadu_ps(r->mx + b) : ql_half8(x + ts * b + 2, ts);
+            acc = _mm256_add_ps(acc, ql_term32x8(t, dx, mx, _mm256_loadu_ps(a->d + b), _mm256_loadu_ps(a->s + b), s));
         }
         _mm256_storeu_ps(lane, acc);
     #endif
         for (; b < nb; b++) {                   /* the tail (and everything without AVX2) */
             int8_t q[32];
-            ql_levels32(t, x + ts * b, q);
-            const int S = ql_dot_i8(q, ya_q + 32 * b, 32);
-            lane[b & 7] = lane[b & 7] + ql_term32(t, x + ts * b, ya_d[b], ya_s[b], S);
+            const int8_t *qb = q;
+            if (r) qb = r->q + 32 * b; else ql_levels32(t, x + ts * b, q);
+            const int S = ql_dot_i8(qb, ya_q + 32 * b, 32);
+            const float dx = r ? r->dx[b] : ql_dx32(t, x + ts * b), mx = r ? r->mx[b] : ql_mx32(t, x + ts * b);
+            lane[b & 7] = lane[b & 7] + ql_term32(t, dx, mx, a->d[b], a->s[b], S);
         }
         return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    }
+    /* Two specialisations: straight from the bytes (r == NULL), or from a decoded row. */
+    static inline float ql_vd32(int t, int ts, const uint8_t *x, const ql_row32 *r, const ql_act32 *a,
+                                Py_ssize_t nb) {
+        return r ? ql_vd32_core(t, ts, NULL, r, a, nb) : ql_vd32_core(t, ts, x, NULL, a, nb);
     }
     """
     int ql_dot_i8(const int8_t *a, const int8_t *b, int n) noexcept nogil
     void ql_group_sums(const int8_t *q, const int8_t *y, int g, int ng, int32_t *S) noexcept nogil
     void ql_iq4_xs_terms(const uint8_t *xb, const int8_t *y, float d4d8, float *t) noexcept nogil
     void ql_group_sums_vnni(const int8_t *q, const int8_t *y, int g, int ng, int off, int32_t *S) noexcept nogil
-    void ql_split_partner(int t, const uint8_t *y, Py_ssize_t nb, int8_t *ya_q, float *ya_d,
-                          float *ya_s) noexcept nogil
-    float ql_vd32(int t, int ts, const uint8_t *x, const int8_t *ya_q, const float *ya_d,
-                  const float *ya_s, Py_ssize_t nb) noexcept nogil
+    ctypedef struct ql_act32:
+        int8_t *q
+        float *d
+        float *s
+        int32_t *sum
+    ctypedef struct ql_row32:
+        int8_t *q
+        float *dx
+        float *mx
+    void ql_split_partner(int t, const uint8_t *y, Py_ssize_t nb, ql_act32 *a) noexcept nogil
+    void ql_decode_row32(int t, int ts, const uint8_t *x, Py_ssize_t nb, ql_row32 *r) noexcept nogil
+    float ql_vd32(int t, int ts, const uint8_t *x, const ql_row32 *r, const ql_act32 *a,
+                  Py_ssize_t nb) noexcept nogil
 
 ctypedef void (*unpack_fn)(const uint8_t *x, int8_t *q, Py_ssize_t nb) noexcept nogil
 ctypedef float (*vd_fn)(const uint8_t *x, const int8_t *q, const uint8_t *y, Py_ssize_t nb) noexcept nogil
@@ -431,44 +506,37 @@ cdef inline void unpack_iq4_xs(const uint8_t *x, int8_t *q, Py_ssize_t nb) noexc
 
 
 # ------------------------------------------------------------------ 32-element blocks × Q8_0 / Q8_1
-# vd32_<type>(w_row, ya_q, ya_d, ya_s, nb): the row's levels come straight from its bytes; the
+# vd32_<type>(w_row, r, act, nb): the row's levels straight from its bytes (r == NULL: one
+# token) or from the row decoded once by ql_decode_row32 into r (several tokens); the
 # activation row was split once by ql_split_partner.
-ctypedef float (*vd32_fn)(const uint8_t *x, const int8_t *ya_q, const float *ya_d, const float *ya_s,
-                          Py_ssize_t nb) noexcept nogil
+ctypedef float (*vd32_fn)(const uint8_t *x, const ql_row32 *r, const ql_act32 *a, Py_ssize_t nb) noexcept nogil
 
-cdef inline float vd32_q4_0(const uint8_t *x, const int8_t *ya_q, const float *ya_d, const float *ya_s,
-                             Py_ssize_t nb) noexcept nogil:
-    return ql_vd32(2, 18, x, ya_q, ya_d, ya_s, nb)
+cdef inline float vd32_q4_0(const uint8_t *x, const ql_row32 *r, const ql_act32 *a, Py_ssize_t nb) noexcept nogil:
+    return ql_vd32(2, 18, x, r, a, nb)
 
 
-cdef inline float vd32_q4_1(const uint8_t *x, const int8_t *ya_q, const float *ya_d, const float *ya_s,
-                             Py_ssize_t nb) noexcept nogil:
-    return ql_vd32(3, 20, x, ya_q, ya_d, ya_s, nb)
+cdef inline float vd32_q4_1(const uint8_t *x, const ql_row32 *r, const ql_act32 *a, Py_ssize_t nb) noexcept nogil:
+    return ql_vd32(3, 20, x, r, a, nb)
 
 
-cdef inline float vd32_q5_0(const uint8_t *x, const int8_t *ya_q, const float *ya_d, const float *ya_s,
-                             Py_ssize_t nb) noexcept nogil:
-    return ql_vd32(6, 22, x, ya_q, ya_d, ya_s, nb)
+cdef inline float vd32_q5_0(const uint8_t *x, const ql_row32 *r, const ql_act32 *a, Py_ssize_t nb) noexcept nogil:
+    return ql_vd32(6, 22, x, r, a, nb)
 
 
-cdef inline float vd32_q5_1(const uint8_t *x, const int8_t *ya_q, const float *ya_d, const float *ya_s,
-                             Py_ssize_t nb) noexcept nogil:
-    return ql_vd32(7, 24, x, ya_q, ya_d, ya_s, nb)
+cdef inline float vd32_q5_1(const uint8_t *x, const ql_row32 *r, const ql_act32 *a, Py_ssize_t nb) noexcept nogil:
+    return ql_vd32(7, 24, x, r, a, nb)
 
 
-cdef inline float vd32_q8_0(const uint8_t *x, const int8_t *ya_q, const float *ya_d, const float *ya_s,
-                             Py_ssize_t nb) noexcept nogil:
-    return ql_vd32(8, 34, x, ya_q, ya_d, ya_s, nb)
+cdef inline float vd32_q8_0(const uint8_t *x, const ql_row32 *r, const ql_act32 *a, Py_ssize_t nb) noexcept nogil:
+    return ql_vd32(8, 34, x, r, a, nb)
 
 
-cdef inline float vd32_iq4_nl(const uint8_t *x, const int8_t *ya_q, const float *ya_d, const float *ya_s,
-                             Py_ssize_t nb) noexcept nogil:
-    return ql_vd32(20, 18, x, ya_q, ya_d, ya_s, nb)
+cdef inline float vd32_iq4_nl(const uint8_t *x, const ql_row32 *r, const ql_act32 *a, Py_ssize_t nb) noexcept nogil:
+    return ql_vd32(20, 18, x, r, a, nb)
 
 
-cdef inline float vd32_mxfp4(const uint8_t *x, const int8_t *ya_q, const float *ya_d, const float *ya_s,
-                             Py_ssize_t nb) noexcept nogil:
-    return ql_vd32(39, 17, x, ya_q, ya_d, ya_s, nb)
+cdef inline float vd32_mxfp4(const uint8_t *x, const ql_row32 *r, const ql_act32 *a, Py_ssize_t nb) noexcept nogil:
+    return ql_vd32(39, 17, x, r, a, nb)
 
 
 # ------------------------------------------------------------------ 256-element blocks × Q8_K

@@ -20,7 +20,7 @@ Each output element is computed by one thread in a fixed order, so results do no
 on the number of threads.
 """
 from cython.parallel cimport parallel, prange
-from libc.stdint cimport uint8_t, int8_t
+from libc.stdint cimport uint8_t, int8_t, int32_t
 from libc.stdlib cimport malloc, free
 cimport quantlab.kernels._openmp as _omp
 from quantlab.kernels._vec cimport ql_dot_f32, ql_prefetch
@@ -83,6 +83,25 @@ cdef extern from *:
     """
     float ql_dot_levels(const int8_t *q, const float *x, const float *a, const float *b,
                         const float *xs, Py_ssize_t ng, int g) noexcept nogil
+
+
+cdef extern from *:
+    """
+    /* One F16 / BF16 weight row widened to float32 (exact; F16C: 8 values per instruction). */
+    static inline void ql_row_f16(const uint8_t *p, float *y, Py_ssize_t n) {
+        Py_ssize_t i = 0;
+    #if defined(__F16C__) && defined(__AVX__)
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i))));
+    #endif
+        for (; i < n; i++) y[i] = ql_half(p + 2 * i);
+    }
+    static inline void ql_row_bf16(const uint8_t *p, float *y, Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++) y[i] = ql_bf16(p + 2 * i);
+    }
+    """
+    void ql_row_f16(const uint8_t *p, float *y, Py_ssize_t n) noexcept nogil
+    void ql_row_bf16(const uint8_t *p, float *y, Py_ssize_t n) noexcept nogil
 
 
 cdef unpack_fn _unpack_for(int t) noexcept nogil:
@@ -202,29 +221,56 @@ cdef bint _matmul_q8(int typ, const uint8_t[:, ::1] w, const uint8_t[:, ::1] a, 
 
 cdef bint _matmul_q8_32(int typ, vd32_fn vd32, const uint8_t[:, ::1] w, const uint8_t[:, ::1] a,
                         float[:, ::1] out, Py_ssize_t nb, Py_ssize_t n, int n_threads):
-    # 32-element types: each activation row split once into levels and float scales, then
-    # every weight row read straight from its bytes
-    cdef Py_ssize_t o, t, n_out = w.shape[0], T = a.shape[0]
+    # 32-element types: each activation row split once (levels, d, s, Σq per block); one
+    # token reads every weight row straight from its bytes, several share its decoded form
+    cdef Py_ssize_t o, t, n_out = w.shape[0], T = a.shape[0], ts = w.shape[1] // nb
     if n_out == 0 or T == 0:
         return True
-    cdef int8_t *ya_q = <int8_t *>malloc(T * n)
-    cdef float *ya_d = <float *>malloc(2 * T * nb * sizeof(float))
-    if ya_q == NULL or ya_d == NULL:
-        free(ya_q)
-        free(ya_d)
+    cdef ql_act32 *act = <ql_act32 *>malloc(T * sizeof(ql_act32))
+    cdef int8_t *q = <int8_t *>malloc(T * n)
+    cdef float *ds = <float *>malloc(2 * T * nb * sizeof(float))
+    cdef int32_t *sums = <int32_t *>malloc(T * nb * sizeof(int32_t))
+    cdef ql_row32 *row                  # per thread (assigned inside the parallel block)
+    cdef int failed = 0
+    cdef int *flag = &failed            # shared: written through the pointer by any thread
+    if act == NULL or q == NULL or ds == NULL or sums == NULL:
+        free(act)
+        free(q)
+        free(ds)
+        free(sums)
         return False
-    cdef float *ya_s = ya_d + T * nb
     with nogil:
         for t in range(T):
-            ql_split_partner(typ, &a[t, 0], nb, ya_q + t * n, ya_d + t * nb, ya_s + t * nb)
-        for o in prange(n_out, schedule="static", num_threads=n_threads):
-            if PREFETCH_ROWS > 0 and o + PREFETCH_ROWS < n_out:
-                ql_prefetch(&w[o + PREFETCH_ROWS, 0], w.shape[1])
-            for t in range(T):
-                out[t, o] = vd32(&w[o, 0], ya_q + t * n, ya_d + t * nb, ya_s + t * nb, nb)
-    free(ya_q)
-    free(ya_d)
-    return True
+            act[t].q, act[t].d, act[t].s, act[t].sum = q + t * n, ds + t * nb, ds + (T + t) * nb, sums + t * nb
+            ql_split_partner(typ, &a[t, 0], nb, &act[t])
+        if T == 1:
+            for o in prange(n_out, schedule="static", num_threads=n_threads):
+                if PREFETCH_ROWS > 0 and o + PREFETCH_ROWS < n_out:
+                    ql_prefetch(&w[o + PREFETCH_ROWS, 0], w.shape[1])
+                out[0, o] = vd32(&w[o, 0], NULL, &act[0], nb)
+        else:
+            with parallel(num_threads=n_threads):
+                row = <ql_row32 *>malloc(sizeof(ql_row32))
+                if row != NULL:
+                    row.q = <int8_t *>malloc(n)
+                    row.dx = <float *>malloc(2 * nb * sizeof(float))
+                if row == NULL or row.q == NULL or row.dx == NULL:
+                    flag[0] = 1
+                else:
+                    row.mx = row.dx + nb
+                    for o in prange(n_out, schedule="static"):
+                        ql_decode_row32(typ, ts, &w[o, 0], nb, row)
+                        for t in range(T):
+                            out[t, o] = vd32(&w[o, 0], row, &act[t], nb)
+                if row != NULL:
+                    free(row.q)
+                    free(row.dx)
+                free(row)
+    free(act)
+    free(q)
+    free(ds)
+    free(sums)
+    return failed == 0
 
 
 def matmul_f32(ggml_type, w, x, out, n_threads=1):
@@ -269,8 +315,13 @@ cdef bint _matmul_f32(int typ, const uint8_t[:, ::1] w, const float[:, ::1] x, f
                     for t in range(T):
                         out[t, o] = ql_dot_f32(<const float *>&w[o, 0], &x[t, 0], n)
                     continue
-                for b in range(nb):                     # decode the row once for all tokens
-                    deq(&w[o, 0] + b * ts, row + b * bs)
+                if typ == 1:                            # decode the row once for all tokens
+                    ql_row_f16(&w[o, 0], row, n)
+                elif typ == 30:
+                    ql_row_bf16(&w[o, 0], row, n)
+                else:
+                    for b in range(nb):
+                        deq(&w[o, 0] + b * ts, row + b * bs)
                 for t in range(T):
                     out[t, o] = ql_dot_f32(row, &x[t, 0], n)
             free(row)

@@ -19,8 +19,11 @@ float32 copy (SmolLM2-135M: ~540 MB for a 100 MB file).  Here the weights stay a
 ``load_model`` uses this path automatically when the kernels are compiled
 (``quantlab.show_config()`` says so); ``QUANTLAB_PURE_NUMPY=1`` keeps the float32 reference —
 except with ``act_quant=True``, whose reference is the NumPy emulation in ``dot.py``.
-F32 weights are used in place (a view of the file); F16/BF16 weights in ``act_quant`` mode see
-activations rounded to F16/BF16 first, as llama.cpp's ``vec_dot_type`` for them does.
+F32 weights are used in place (a view of the file): BLAS for a long prompt, the fused kernel
+for a few tokens — so decoding runs no BLAS call whose idle threads would keep spinning next
+to the kernels' OpenMP team.  F16/BF16 weights are widened one row at a time by the same
+kernel; in ``act_quant`` mode they see activations rounded to F16/BF16 first, as llama.cpp's
+``vec_dot_type`` for them does.
 """
 from __future__ import annotations
 
@@ -102,7 +105,7 @@ class PackedLinear(Linear):
     def matmul(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, np.float32)                            # (T, n)
         name = self.fmt.name
-        if name == "ggml_f32":                              # in place, BLAS (as the reference)
+        if name == "ggml_f32" and x.shape[0] > SMALL_T:     # in place, BLAS (as the reference)
             return x @ self.packed.view(np.float32).T
         if self.act_quant and name in dot.PARTNER:
             return self._integer(x)
@@ -130,7 +133,7 @@ class PackedLinear(Linear):
             return dot.matmul_f32(self.fmt, self.packed, x)
         n_out, n = self.shape
         out = np.empty((x.shape[0], n_out), np.float32)
-        if x.shape[0] <= SMALL_T and self.fmt.block_size > 1:
+        if x.shape[0] <= SMALL_T:                          # a few tokens: the fused kernel
             mv.matmul_f32(self.fmt.ggml_type, self.packed, x, out, backend.n_threads(self.packed.size))
             return out
         rows = max(1, PANEL_FLOATS // n)                                   # W, a panel at a time

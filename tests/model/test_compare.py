@@ -70,7 +70,8 @@ def test_compare_rows_against_direct_computation(tiny_path, tmp_path):
     f32, q8, q4 = rows
     assert f32.rmse == 0 and math.isinf(f32.sqnr_db) and f32.dppl_pct == 0
     assert f32.bpw == 32.0
-    assert f32.ppl == ql.perplexity(m, TEXT, ctx=16, chunks=2, progress=False).ppl
+    float32 = load_model(tiny_path, packed=False)          # the reference forward (module doc)
+    assert f32.ppl == ql.perplexity(float32, TEXT, ctx=16, chunks=2, progress=False).ppl
     # q4_0 applied to every matrix: size, error and perplexity recomputed here
     qts = {n: ql.quantize(w, "q4_0") for n, w in ref.items() if w.ndim == 2}
     nbytes = sum(q.nbytes for q in qts.values()) + sum(w.nbytes for w in ref.values() if w.ndim == 1)
