@@ -165,6 +165,8 @@ class NVFP4(Format):
         s_b = qt.meta["scale_e4m3"]
         g = qt.meta.get("tensor_scale", np.float32(1))
         total = (g * fp8_e4m3.decode(s_b)).astype(np.float32)          # (..., nb)
+        if (fast := kernel_formats.nvfp4(self, qt, total)) is not None:  # same bits, compiled
+            return fast
         P = fp4_e2m1.decode(unpack_nibbles(qt.data, qt.size)).reshape(*s_b.shape, self.block_size)
         return (P * total[..., None]).reshape(qt.shape)                 # x_hat = P · (g·s_b)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import backend
 
-__all__ = ["minifloat", "mx", "bnb4", "integer", "ggml"]
+__all__ = ["minifloat", "mx", "nvfp4", "bnb4", "integer", "ggml"]
 
 
 @lru_cache(maxsize=None)
@@ -52,6 +52,13 @@ def mx(fmt, qt):
     bits = fmt.element.code_bits
     X = e8m0_decode(qt.meta["scale_e8m0"])
     out = _lookup(qt.data, bits, _table(fmt.element, bits), qt.size, X, fmt.block_size)
+    return None if out is None else out.reshape(qt.shape)
+
+
+def nvfp4(fmt, qt, total):
+    """NVFP4: ``code value · total`` per block of 16, ``total = g·s_b`` computed by the format."""
+    from ..formats.minifloat import fp4_e2m1
+    out = _lookup(qt.data, 4, _table(fp4_e2m1, 4), qt.size, total, fmt.block_size)
     return None if out is None else out.reshape(qt.shape)
 
 

@@ -43,9 +43,10 @@ def test_every_fp8_code(monkeypatch):
         both(QTensor(fmt, (256,), np.arange(256, dtype=np.uint8), {}, {"scaling": "none"}), monkeypatch)
 
 
-@pytest.mark.parametrize("name", ["mxfp4", "mxfp8_e4m3"])
+@pytest.mark.parametrize("name", ["mxfp4", "mxfp8_e4m3", "nvfp4"])
 def test_mx(name, monkeypatch):
     both(ql.quantize(x_of((5, 128)), name), monkeypatch)
+    both(ql.quantize(x_of((3, 96)), name), monkeypatch)
 
 
 @pytest.mark.parametrize("name", ["nf4", "bnb_fp4"])
