@@ -35,7 +35,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 BENCH_DIR = Path(os.environ.get("QUANTLAB_BENCH_DIR", "/tmp/qlbench"))
-MODEL_TYPES = ["F32", "Q8_0", "Q4_K_M", "Q4_0", "IQ4_NL"]
+MODEL_TYPES = ["F32", "F16", "Q8_0", "Q4_K_M", "Q4_0", "IQ4_NL"]
 DEQ_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
              "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4"]
 MATVEC_TYPES = ["Q4_0", "Q4_1", "IQ4_NL", "Q4_K", "IQ4_XS", "Q5_K", "Q6_K", "Q8_0"]
@@ -211,7 +211,9 @@ def child_model(path, mode, prompt, decode, threads, weights="gguf"):
             tok = int(np.argmax(logits[-1]))
             logits = m.forward(np.array([tok]), prompt + i, cache)
         td = time.perf_counter() - t0
-    print(json.dumps({"prompt_tps": prompt / tp, "decode_tps": decode / td}))
+        kv_bytes = cache.key.nbytes + cache.value.nbytes
+    print(json.dumps({"prompt_tps": prompt / tp, "decode_tps": decode / td,
+                      "kv_mb": kv_bytes / 2**20 if mode != "llama.cpp" else 0.0}))
 
 
 def run_child(path, mode, prompt, decode, threads, weights="gguf"):
@@ -247,12 +249,13 @@ def bench_model(threads, prompt, decode):
         if "llama.cpp" in modes:
             best = max(res["fast"]["decode_tps"], res.get("act_quant", res["fast"])["decode_tps"])
             row.append(f"{best / res['llama.cpp']['decode_tps']:.2f}" if "llama.cpp" in res else "n/a")
-        rss = res["fast"]["rss_mb"]
-        rows.append(row + [f"{rss:.0f} ({rss / size:.2f}×)" if t != "NF4" else f"{rss:.0f}"])
+        rss, kv = res["fast"]["rss_mb"], res["fast"]["kv_mb"]
+        rows.append(row + ([f"{rss:.0f} ({rss / size:.2f}×)", f"{1.25 * size + kv:.0f}"] if t != "NF4"
+                           else [f"{rss:.0f}", "n/a"]))
     head = ["file", "MB"] + [f"{m} decode / prompt tok/s" for m in modes]
     if "llama.cpp" in modes:
         head.append("best quantlab decode ÷ llama.cpp")
-    head.append("fast peak RSS MB (÷ file)")
+    head += ["fast peak RSS MB (÷ file)", "target 1.25 × file + KV cache, MB"]
     return table(f"SmolLM2-135M, {threads} threads, prompt {prompt} tokens, decode {decode} tokens",
                  head, rows)
 

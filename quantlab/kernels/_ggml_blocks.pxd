@@ -96,15 +96,28 @@ cdef extern from *:
     }
     /* 16 int8 levels as float32: y[k] = a·q[k] - b (two roundings, no FMA; b = 0 leaves
        a·q[k] unchanged, -0.0 included). */
-    static inline void ql_scale16(const int8_t *q, float a, float b, float *y) {
     #if defined(__AVX2__)
-        const __m128i v = _mm_loadu_si128((const __m128i *)q);
+    static inline void ql_scale16v(__m128i v, float a, float b, float *y) {
         const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
         _mm256_storeu_ps(y, _mm256_sub_ps(_mm256_mul_ps(va, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))), vb));
         _mm256_storeu_ps(y + 8, _mm256_sub_ps(_mm256_mul_ps(va, _mm256_cvtepi32_ps(
                              _mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)))), vb));
+    }
+    #endif
+    static inline void ql_scale16(const int8_t *q, float a, float b, float *y) {
+    #if defined(__AVX2__)
+        ql_scale16v(_mm_loadu_si128((const __m128i *)q), a, b, y);
     #else
         for (int k = 0; k < 16; k++) y[k] = a * (float)q[k] - b;
+    #endif
+    }
+    /* Q2_K: the 2-bit levels (q[l] >> shift) & 3 of 16 bytes, then a·L - b as ql_scale16. */
+    static inline void ql_q2_16(const uint8_t *q, int shift, float a, float b, float *y) {
+    #if defined(__AVX2__)
+        ql_scale16v(_mm_and_si128(_mm_srl_epi16(_mm_loadu_si128((const __m128i *)q), _mm_cvtsi32_si128(shift)),
+                                  _mm_set1_epi8(3)), a, b, y);
+    #else
+        for (int k = 0; k < 16; k++) y[k] = a * (float)((q[k] >> shift) & 3) - b;
     #endif
     }
     /* 32 table values as float32 times d: y[j] = d·table[nibble j] (low nibbles are
@@ -141,6 +154,7 @@ cdef extern from *:
     void ql_nibbles(const uint8_t *qs, int8_t *q, int off, const int8_t *table) noexcept nogil
     void ql_lookup_f32(const uint8_t *qs, float *y, float d, const int8_t *table) noexcept nogil
     void ql_scale16(const int8_t *q, float a, float b, float *y) noexcept nogil
+    void ql_q2_16(const uint8_t *q, int shift, float a, float b, float *y) noexcept nogil
     void ql_fives(const uint8_t *qs, uint32_t qh, int8_t *q, int off) noexcept nogil
 
 ctypedef void (*deq_fn)(const uint8_t *b, float *y) noexcept nogil
@@ -234,17 +248,14 @@ cdef inline void deq_mxfp4(const uint8_t *b, float *y) noexcept nogil:
 cdef inline void deq_q2_k(const uint8_t *b, float *y) noexcept nogil:
     # [scales:16][qs:64][d:2][dmin:2]   y = (d·a_j)·L - dmin·b_j ; 2-bit planes (§4.8)
     cdef float d = ql_half(b + 80), dmin = ql_half(b + 82)
-    cdef int8_t L[16]
-    cdef int n, j, l, sub, shift
+    cdef int n, j, sub
     cdef uint8_t sc
     for n in range(2):
         for j in range(4):
-            shift = 2 * j
             for sub in range(2):
                 sc = b[8 * n + 2 * j + sub]
-                for l in range(16):
-                    L[l] = (b[16 + 32 * n + 16 * sub + l] >> shift) & 3
-                ql_scale16(L, d * <float>(sc & 15), dmin * <float>(sc >> 4), y + 128 * n + 32 * j + 16 * sub)
+                ql_q2_16(b + 16 + 32 * n + 16 * sub, 2 * j, d * <float>(sc & 15), dmin * <float>(sc >> 4),
+                         y + 128 * n + 32 * j + 16 * sub)
 
 
 cdef inline void deq_q3_k(const uint8_t *b, float *y) noexcept nogil:
