@@ -23,3 +23,11 @@ def test_n_threads_honours_env_and_small_work(monkeypatch):
 def test_xp_is_numpy_for_numpy_arrays():
     import numpy as np
     assert backend.xp(np.zeros(2)) is np
+
+
+def test_blas_on_one_thread_limits_and_restores():
+    from threadpoolctl import threadpool_info
+    before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    with backend.blas_on_one_thread():
+        assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
+    assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == before

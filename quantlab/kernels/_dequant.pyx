@@ -14,7 +14,7 @@ of blocks, so the result does not depend on the number of threads.
 from cython.parallel cimport prange
 from libc.stdint cimport uint8_t
 cimport quantlab.kernels._openmp as _omp
-from quantlab.kernels._ggml_blocks cimport deq_fn, deq_for
+from quantlab.kernels._ggml_blocks cimport deq_fn, deq_for, ql_row_f16, ql_row_bf16
 
 import numpy as np
 
@@ -64,5 +64,14 @@ cdef void _dequantize(int ggml_type, const uint8_t[:, ::1] blocks, float[:, ::1]
         return
     cdef const uint8_t *src = &blocks[0, 0]
     cdef float *dst = &out[0, 0]
+    cdef Py_ssize_t c, m
+    if ggml_type == 1 or ggml_type == 30:       # one value per "block": whole runs of 4096
+        for c in prange((n + 4095) // 4096, nogil=True, schedule="static", num_threads=n_threads):
+            m = min(4096, n - c * 4096)
+            if ggml_type == 1:
+                ql_row_f16(src + 2 * 4096 * c, dst + 4096 * c, m)
+            else:
+                ql_row_bf16(src + 2 * 4096 * c, dst + 4096 * c, m)
+        return
     for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
         fn(src + i * ts, dst + i * bs)

@@ -49,6 +49,18 @@ cdef extern from *:
         o.u = (uint32_t)(p[0] | (p[1] << 8)) << 16;
         return o.f;
     }
+    /* n F16 / BF16 values widened to float32 (exact; F16C: 8 per instruction). */
+    static inline void ql_row_f16(const uint8_t *p, float *y, Py_ssize_t n) {
+        Py_ssize_t i = 0;
+    #if defined(__F16C__) && defined(__AVX__)
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i))));
+    #endif
+        for (; i < n; i++) y[i] = ql_half(p + 2 * i);
+    }
+    static inline void ql_row_bf16(const uint8_t *p, float *y, Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++) y[i] = ql_bf16(p + 2 * i);
+    }
     /* 16 packed bytes -> 32 levels: low nibbles are elements 0..15, high nibbles 16..31;
        then either subtract off (table == NULL) or look each nibble up in a 16-entry table. */
     static inline void ql_nibbles(const uint8_t *qs, int8_t *q, int off, const int8_t *table) {
@@ -151,6 +163,8 @@ cdef extern from *:
     const int8_t QL_MXFP4[16]
     const uint8_t QL_POW3[5]
     float ql_bf16(const uint8_t *p) noexcept nogil
+    void ql_row_f16(const uint8_t *p, float *y, Py_ssize_t n) noexcept nogil
+    void ql_row_bf16(const uint8_t *p, float *y, Py_ssize_t n) noexcept nogil
     void ql_nibbles(const uint8_t *qs, int8_t *q, int off, const int8_t *table) noexcept nogil
     void ql_lookup_f32(const uint8_t *qs, float *y, float d, const int8_t *table) noexcept nogil
     void ql_scale16(const int8_t *q, float a, float b, float *y) noexcept nogil

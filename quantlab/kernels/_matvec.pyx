@@ -24,7 +24,7 @@ from libc.stdint cimport uint8_t, int8_t, int32_t
 from libc.stdlib cimport malloc, free
 cimport quantlab.kernels._openmp as _omp
 from quantlab.kernels._vec cimport ql_dot_f32, ql_prefetch
-from quantlab.kernels._ggml_blocks cimport deq_fn, deq_for
+from quantlab.kernels._ggml_blocks cimport deq_fn, deq_for, ql_row_f16, ql_row_bf16
 from quantlab.kernels._ggml_dots cimport *
 from quantlab.kernels._ggml_scales cimport *
 
@@ -83,25 +83,6 @@ cdef extern from *:
     """
     float ql_dot_levels(const int8_t *q, const float *x, const float *a, const float *b,
                         const float *xs, Py_ssize_t ng, int g) noexcept nogil
-
-
-cdef extern from *:
-    """
-    /* One F16 / BF16 weight row widened to float32 (exact; F16C: 8 values per instruction). */
-    static inline void ql_row_f16(const uint8_t *p, float *y, Py_ssize_t n) {
-        Py_ssize_t i = 0;
-    #if defined(__F16C__) && defined(__AVX__)
-        for (; i + 8 <= n; i += 8)
-            _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i))));
-    #endif
-        for (; i < n; i++) y[i] = ql_half(p + 2 * i);
-    }
-    static inline void ql_row_bf16(const uint8_t *p, float *y, Py_ssize_t n) {
-        for (Py_ssize_t i = 0; i < n; i++) y[i] = ql_bf16(p + 2 * i);
-    }
-    """
-    void ql_row_f16(const uint8_t *p, float *y, Py_ssize_t n) noexcept nogil
-    void ql_row_bf16(const uint8_t *p, float *y, Py_ssize_t n) noexcept nogil
 
 
 cdef unpack_fn _unpack_for(int t) noexcept nogil:

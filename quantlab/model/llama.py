@@ -148,6 +148,13 @@ class Llama:
         Returns the logits (T - logits_from, vocab) of the tokens from index ``logits_from``
         on (perplexity needs only the second half of a chunk; generation only the last row).
         """
+        T = np.shape(tokens)[0] if np.ndim(tokens) == 1 else 0
+        if T > 1 and not any(lin.uses_blas(T) for lin in self.linears()):
+            with backend.blas_on_one_thread():      # every big product is an OpenMP kernel
+                return self._forward(tokens, pos, cache, logits_from)
+        return self._forward(tokens, pos, cache, logits_from)
+
+    def _forward(self, tokens, pos: int, cache: KVCache, logits_from: int) -> np.ndarray:
         p = self.config
         tokens = np.asarray(tokens)
         T = tokens.shape[0]

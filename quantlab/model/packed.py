@@ -102,6 +102,10 @@ class PackedLinear(Linear):
             act = dot.partner(self.fmt)
             self._act = (act.ggml_type, act.row_bytes(source.shape[-1]))
 
+    def uses_blas(self, T: int) -> bool:
+        """A long prompt in float mode runs BLAS on dequantized panels; everything else is kernels."""
+        return T > SMALL_T and not (self.act_quant and self.fmt.name in dot.PARTNER)
+
     def matmul(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, np.float32)                            # (T, n)
         name = self.fmt.name
@@ -174,6 +178,9 @@ class PackedTableLinear(Linear):
             self.scale = np.ascontiguousarray(s, np.float64).reshape(-1)
             self.zero = None if qt.options["symmetric"] else np.ascontiguousarray(z, np.int64).reshape(-1)
             self.signed = bool(qt.options["symmetric"])
+
+    def uses_blas(self, T: int) -> bool:
+        return T > SMALL_T                                 # panels + BLAS, as matmul does
 
     def matmul(self, x: np.ndarray) -> np.ndarray:
         k = backend.kernel("_dequant_tables")

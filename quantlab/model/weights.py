@@ -62,6 +62,10 @@ class Linear:
         """x (T, n) -> (T, d).  The reference: a float32 BLAS product with the dequantized W."""
         return x @ self.weight.T
 
+    def uses_blas(self, T: int) -> bool:
+        """Whether a product with T tokens goes through BLAS (the reference always does)."""
+        return True
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.hook is not None:
             self.hook(self.name, x)

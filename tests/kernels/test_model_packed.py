@@ -59,6 +59,19 @@ def test_float_mode_matches_the_float32_reference(embedded, monkeypatch):
     np.testing.assert_allclose(steps, expected, rtol=0, atol=2e-3 * np.abs(expected).max())
 
 
+def test_which_forwards_keep_blas_to_one_thread(embedded, monkeypatch):
+    """Long prompts in float mode multiply dequantized panels with BLAS; act_quant and short
+    inputs run every product in the kernels, so the forward keeps BLAS to one thread."""
+    fast = load(embedded, monkeypatch, pure=False, act_quant=False)
+    aq = load(embedded, monkeypatch, pure=False, act_quant=True)
+    if backend.kernel("_matvec") is None:
+        assert all(lin.uses_blas(512) for lin in fast.linears())      # the reference
+        return
+    assert not any(lin.uses_blas(8) for lin in fast.linears())
+    assert all(lin.uses_blas(9) for lin in fast.linears())
+    assert not any(lin.uses_blas(512) for lin in aq.linears())
+
+
 @pytest.mark.parametrize("act_quant", [False, True])
 def test_threads_do_not_change_logits(embedded, monkeypatch, act_quant):
     m = load(embedded, monkeypatch, pure=False, act_quant=act_quant)
