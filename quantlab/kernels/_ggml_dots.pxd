@@ -207,29 +207,9 @@ cdef extern from *:
                                                      0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1));
         return _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(g, 0x08)));
     }
-    static inline __m256i ql_levels32_v(int t, const uint8_t *xb) {
-        if (t == 8) return _mm256_loadu_si256((const __m256i *)(xb + 2));
-        if (t == 6 || t == 7) {
-            int8_t q[32];
-            ql_fives(xb + (t == 6 ? 6 : 8), ql_u32(xb + (t == 6 ? 2 : 4)), q, t == 6 ? 16 : 0);
-            return _mm256_loadu_si256((const __m256i *)q);
-        }
-        const __m128i m = _mm_set1_epi8(15);
-        __m128i b = _mm_loadu_si128((const __m128i *)(xb + (t == 3 ? 4 : t == 39 ? 1 : 2)));
-        __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
-        if (t == 20 || t == 39) {
-            const __m128i k = _mm_loadu_si128((const __m128i *)(t == 20 ? QL_IQ4NL : QL_MXFP4));
-            lo = _mm_shuffle_epi8(k, lo);
-            hi = _mm_shuffle_epi8(k, hi);
-        } else if (t == 2) {
-            lo = _mm_sub_epi8(lo, _mm_set1_epi8(8));
-            hi = _mm_sub_epi8(hi, _mm_set1_epi8(8));
-        }
-        return _mm256_set_m128i(hi, lo);
-    }
-    #if defined(QL_DPBUSD)
-    /* For vpdpbusd: the levels plus QL_OFF32(t), all in 0..255 (Q4_0 and Q5_0: the raw nibble
-       / 5-bit value; Q8_0: the byte with its sign bit flipped; IQ4_NL, MXFP4: table + 128). */
+    /* The 32 levels of a block plus QL_OFF32(t), all in 0..255 as vpdpbusd wants them
+       (Q4_0 and Q5_0: the raw nibble / 5-bit value; Q8_0: the byte with its sign bit
+       flipped; IQ4_NL, MXFP4: table + 128); ql_levels32_v: the signed levels themselves. */
     #define QL_OFF32(t) ((t) == 2 ? 8 : (t) == 6 ? 16 : ((t) == 3 || (t) == 7) ? 0 : 128)
     static inline __m256i ql_levels32_u(int t, const uint8_t *xb) {
         if (t == 8)
@@ -250,7 +230,9 @@ cdef extern from *:
         }
         return _mm256_set_m128i(hi, lo);
     }
-    #endif
+    static inline __m256i ql_levels32_v(int t, const uint8_t *xb) {      /* wraps back exactly */
+        return _mm256_sub_epi8(ql_levels32_u(t, xb), _mm256_set1_epi8((char)QL_OFF32(t)));
+    }
     /* ql_term32 of 8 consecutive blocks, lane k = block k (the same IEEE operations). */
     static inline __m256 ql_term32x8(int t, __m256 dx, __m256 mx, __m256 dy, __m256 sy, __m256 s) {
         switch (t) {
