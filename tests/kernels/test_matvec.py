@@ -15,6 +15,7 @@ import pytest
 import quantlab as ql
 from quantlab import KernelError
 from quantlab.formats.ggml import dot
+from qltest import golden
 
 _matvec = pytest.importorskip("quantlab.kernels._matvec", reason="kernels not compiled")
 
@@ -147,20 +148,12 @@ def test_threads_do_not_change_results(name):
 
 def test_real_golden_rows_as_weights():
     """ggml's own Q4_K bytes of SmolLM2 ffn_down rows, times quantized activations."""
-    with np.load(ql_golden("ggml/Q4_K.npz")) as z:
+    with np.load(golden("ggml/Q4_K.npz")) as z:
         w = np.ascontiguousarray(z["q/real_ffn_down/none"])
     fmt = ql.get("q4_k")
     a = dot.quantize_activations(activations(2, 1536), fmt)
     np.testing.assert_array_equal(kernel_q8(fmt, w, a, 2).view(np.uint32),
                                   dot.matmul_q8(fmt, w, a).view(np.uint32))
-
-
-def ql_golden(name):
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ggml"))
-    from ggml_golden import golden
-    return golden(name)
 
 
 def test_bad_arguments_raise_kernel_error():
