@@ -64,10 +64,62 @@ cdef extern from *:
         return _mm256_madd_epi16(_mm256_cvtepi8_epi16(a),
                                  _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b)));
     }
+    /* 16 packed bytes -> 32 nibbles in a register (low nibbles are elements 0..15, high
+       16..31), each looked up in a 16-entry table unless table == NULL, plus add (bytewise). */
+    static inline __m256i ql_nibbles_v(const uint8_t *qs, const int8_t *table, int add) {
+        const __m128i m = _mm_set1_epi8(15);
+        const __m128i b = _mm_loadu_si128((const __m128i *)qs);
+        __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+        if (table) {
+            const __m128i k = _mm_loadu_si128((const __m128i *)table);
+            lo = _mm_shuffle_epi8(k, lo);
+            hi = _mm_shuffle_epi8(k, hi);
+        }
+        return _mm256_add_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8((char)add));
+    }
     #endif
-    /* S[j] = Σ_{k<g} q[g·j+k]·y[g·j+k] for j < ng (g = 16 or 32, ng a multiple of 8). */
-    static inline void ql_group_sums(const int8_t *q, const int8_t *y, int g, int ng, int32_t *S) {
-    #if defined(__AVX2__)
+    /* With AVX-VNNI one vpdpbusd (unsigned × signed bytes, 4 products per int32 lane) does 32
+       products.  It needs unsigned levels, so a level q is passed as u = q + off (off a power
+       of two, or 0: u in 0..255) and off·Σy is subtracted again, Σy from a second vpdpbusd
+       with bytes of 1.  Exact. */
+    #if defined(__AVXVNNI__)
+    #define QL_DPBUSD(u, s) _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
+    #elif defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    #define QL_DPBUSD(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+    #endif
+    #if defined(QL_DPBUSD)
+    static inline __m256i ql_dpbusd_off(__m256i u, const int8_t *y, int off) {
+        const __m256i yv = _mm256_loadu_si256((const __m256i *)y);
+        if (off == 0) return QL_DPBUSD(u, yv);
+        return _mm256_sub_epi32(QL_DPBUSD(u, yv),
+                                _mm256_slli_epi32(QL_DPBUSD(_mm256_set1_epi8(1), yv), __builtin_ctz(off)));
+    }
+    #endif
+    /* S[j] = Σ_{k<g} q[g·j+k]·y[g·j+k] for j < ng (g = 16 or 32, ng a multiple of 8), exact.
+       off: what makes the levels unsigned for vpdpbusd (0 for Q2_K/Q4_K/Q5_K, 4 for Q3_K,
+       32 for Q6_K); the other paths multiply the signed levels and ignore it. */
+    static inline void ql_group_sums(const int8_t *q, const int8_t *y, int g, int ng, int off, int32_t *S) {
+    #if defined(QL_DPBUSD)
+    #define QL_U(p) _mm256_add_epi8(_mm256_loadu_si256((const __m256i *)(p)), _mm256_set1_epi8((char)off))
+        if (g == 32) {
+            for (int j = 0; j < ng; j += 8) {
+                __m256i v[8];
+                for (int k = 0; k < 8; k++) v[k] = ql_dpbusd_off(QL_U(q + 32 * (j + k)), y + 32 * (j + k), off);
+                _mm256_storeu_si256((__m256i *)(S + j), ql_hsum8x8(v));
+            }
+            return;
+        }
+        /* g == 16: 32 bytes hold groups 2c (lanes 0-3) and 2c+1 (lanes 4-7); two hadd levels
+           give [g0 g2 g4 g6 | g1 g3 g5 g7], one permute puts them in order */
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for (int j = 0; j < ng; j += 8) {
+            __m256i r[4];
+            for (int c = 0; c < 4; c++) r[c] = ql_dpbusd_off(QL_U(q + 16 * j + 32 * c), y + 16 * j + 32 * c, off);
+            __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(r[0], r[1]), _mm256_hadd_epi32(r[2], r[3]));
+            _mm256_storeu_si256((__m256i *)(S + j), _mm256_permutevar8x32_epi32(h, order));
+        }
+    #undef QL_U
+    #elif defined(__AVX2__)
         for (int j = 0; j < ng; j += 8) {
             __m256i v[8];
             for (int k = 0; k < 8; k++) {
@@ -82,49 +134,6 @@ cdef extern from *:
         for (int j = 0; j < ng; j++) S[j] = ql_dot_i8(q + g * j, y + g * j, g);
     #endif
     }
-    /* ql_group_sums with AVX-VNNI: one vpdpbusd (unsigned × signed bytes, 4 products per
-       int32 lane) per 32 elements.  It needs unsigned levels, so each level is read as
-       q + off (off = 0 for Q2_K/Q4_K/Q5_K, 4 for Q3_K, 32 for Q6_K: a power of two, q + off in 0..255)
-       and off·Σy is subtracted again, Σy from a second vpdpbusd with bytes of 1. Exact. */
-    #if defined(__AVXVNNI__)
-    #define QL_DPBUSD(u, s) _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
-    #elif defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    #define QL_DPBUSD(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
-    #endif
-    #if defined(QL_DPBUSD)
-    static inline __m256i ql_dot32_off(const int8_t *q, const int8_t *y, int off) {
-        const __m256i yv = _mm256_loadu_si256((const __m256i *)y);
-        __m256i qv = _mm256_loadu_si256((const __m256i *)q);
-        if (off == 0) return QL_DPBUSD(qv, yv);
-        qv = _mm256_add_epi8(qv, _mm256_set1_epi8((char)off));
-        return _mm256_sub_epi32(QL_DPBUSD(qv, yv),
-                                _mm256_slli_epi32(QL_DPBUSD(_mm256_set1_epi8(1), yv), __builtin_ctz(off)));
-    }
-    #endif
-    static inline void ql_group_sums_vnni(const int8_t *q, const int8_t *y, int g, int ng, int off,
-                                          int32_t *S) {
-    #if defined(QL_DPBUSD)
-        if (g == 32) {
-            for (int j = 0; j < ng; j += 8) {
-                __m256i v[8];
-                for (int k = 0; k < 8; k++) v[k] = ql_dot32_off(q + 32 * (j + k), y + 32 * (j + k), off);
-                _mm256_storeu_si256((__m256i *)(S + j), ql_hsum8x8(v));
-            }
-            return;
-        }
-        /* g == 16: 32 bytes hold groups 2c (lanes 0-3) and 2c+1 (lanes 4-7); two hadd levels
-           give [g0 g2 g4 g6 | g1 g3 g5 g7], one permute puts them in order */
-        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-        for (int j = 0; j < ng; j += 8) {
-            __m256i r[4];
-            for (int c = 0; c < 4; c++) r[c] = ql_dot32_off(q + 16 * j + 32 * c, y + 16 * j + 32 * c, off);
-            __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(r[0], r[1]), _mm256_hadd_epi32(r[2], r[3]));
-            _mm256_storeu_si256((__m256i *)(S + j), _mm256_permutevar8x32_epi32(h, order));
-        }
-    #else
-        ql_group_sums(q, y, g, ng, S);          /* the int8 levels, exact without the offset */
-    #endif
-    }
 
     /* The 8 float terms t_j = (d4d8·(ls_j − 32))·S_j of one IQ4_XS super-block xb (sub-block
        j: 6-bit scale ls_j, nibbles at xb + 8 + 16j), S_j = Σ K[nibble]·y exact, straight from
@@ -132,24 +141,14 @@ cdef extern from *:
     static inline void ql_iq4_xs_terms(const uint8_t *xb, const int8_t *y, float d4d8, float *t) {
         const uint32_t sh = (uint32_t)(xb[2] | (xb[3] << 8));
     #if defined(__AVX2__)
-        const __m128i m = _mm_set1_epi8(15);
         __m256i v[8];
-    #if defined(QL_DPBUSD)
-        const __m128i k = _mm_add_epi8(_mm_loadu_si128((const __m128i *)QL_IQ4NL), _mm_set1_epi8((char)128));
-    #else
-        const __m128i k = _mm_loadu_si128((const __m128i *)QL_IQ4NL);
-    #endif
         for (int j = 0; j < 8; j++) {
-            const __m128i b = _mm_loadu_si128((const __m128i *)(xb + 8 + 16 * j));
-            const __m128i lo = _mm_shuffle_epi8(k, _mm_and_si128(b, m));
-            const __m128i hi = _mm_shuffle_epi8(k, _mm_and_si128(_mm_srli_epi16(b, 4), m));
-            const int8_t *yy = y + 32 * j;
-    #if defined(QL_DPBUSD)                      /* K + 128 in 1..241: unsigned, then -128·Σy */
-            const __m256i yv = _mm256_loadu_si256((const __m256i *)yy);
-            v[j] = _mm256_sub_epi32(QL_DPBUSD(_mm256_set_m128i(hi, lo), yv),
-                                    _mm256_slli_epi32(QL_DPBUSD(_mm256_set1_epi8(1), yv), 7));
+    #if defined(QL_DPBUSD)                      /* K + 128 in 1..241: unsigned */
+            v[j] = ql_dpbusd_off(ql_nibbles_v(xb + 8 + 16 * j, QL_IQ4NL, 128), y + 32 * j, 128);
     #else
-            v[j] = _mm256_add_epi32(ql_madd16(lo, yy), ql_madd16(hi, yy + 16));
+            const __m256i q = ql_nibbles_v(xb + 8 + 16 * j, QL_IQ4NL, 0);
+            v[j] = _mm256_add_epi32(ql_madd16(_mm256_castsi256_si128(q), y + 32 * j),
+                                    ql_madd16(_mm256_extracti128_si256(q, 1), y + 32 * j + 16));
     #endif
         }
         const __m256 S = _mm256_cvtepi32_ps(ql_hsum8x8(v));
@@ -219,16 +218,9 @@ cdef extern from *:
             ql_fives(xb + (t == 6 ? 6 : 8), ql_u32(xb + (t == 6 ? 2 : 4)), q, 0);
             return _mm256_loadu_si256((const __m256i *)q);
         }
-        const __m128i m = _mm_set1_epi8(15);
-        __m128i b = _mm_loadu_si128((const __m128i *)(xb + (t == 3 ? 4 : t == 39 ? 1 : 2)));
-        __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
-        if (t == 20 || t == 39) {
-            const __m128i k = _mm_add_epi8(_mm_loadu_si128((const __m128i *)(t == 20 ? QL_IQ4NL : QL_MXFP4)),
-                                           _mm_set1_epi8((char)128));
-            lo = _mm_shuffle_epi8(k, lo);
-            hi = _mm_shuffle_epi8(k, hi);
-        }
-        return _mm256_set_m128i(hi, lo);
+        if (t == 20 || t == 39)
+            return ql_nibbles_v(xb + (t == 39 ? 1 : 2), t == 20 ? QL_IQ4NL : QL_MXFP4, 128);
+        return ql_nibbles_v(xb + (t == 3 ? 4 : 2), NULL, 0);       /* Q4_0, Q4_1: the nibbles */
     }
     static inline __m256i ql_levels32_v(int t, const uint8_t *xb) {      /* wraps back exactly */
         return _mm256_sub_epi8(ql_levels32_u(t, xb), _mm256_set1_epi8((char)QL_OFF32(t)));
@@ -332,9 +324,8 @@ cdef extern from *:
     }
     """
     int ql_dot_i8(const int8_t *a, const int8_t *b, int n) noexcept nogil
-    void ql_group_sums(const int8_t *q, const int8_t *y, int g, int ng, int32_t *S) noexcept nogil
+    void ql_group_sums(const int8_t *q, const int8_t *y, int g, int ng, int off, int32_t *S) noexcept nogil
     void ql_iq4_xs_terms(const uint8_t *xb, const int8_t *y, float d4d8, float *t) noexcept nogil
-    void ql_group_sums_vnni(const int8_t *q, const int8_t *y, int g, int ng, int off, int32_t *S) noexcept nogil
     ctypedef struct ql_act32:
         int8_t *q
         float *d
@@ -535,7 +526,7 @@ cdef inline float vd_q2_k(const uint8_t *x, const int8_t *q, const uint8_t *y, P
         yb = y + 292 * b
         isum = 0
         summs = 0
-        ql_group_sums_vnni(q + 256 * b, <const int8_t *>(yb + 4), 16, 16, 0, S)
+        ql_group_sums(q + 256 * b, <const int8_t *>(yb + 4), 16, 16, 0, S)
         for j in range(16):         # scales byte j: low nibble scale, high nibble min
             isum = isum + (xb[j] & 15) * S[j]
             summs = summs + (xb[j] >> 4) * ql_i16(yb + 260 + 2 * j)
@@ -558,7 +549,7 @@ cdef inline float _vd_q45_k(const uint8_t *x, Py_ssize_t ts, const int8_t *q, co
         yb = y + 292 * b
         isum = 0
         summs = 0
-        ql_group_sums_vnni(q + 256 * b, <const int8_t *>(yb + 4), 32, 8, 0, S)
+        ql_group_sums(q + 256 * b, <const int8_t *>(yb + 4), 32, 8, 0, S)
         for j in range(8):          # bsums cover 16 elements: two per group of 32
             scale_min_k4(j, xb + 4, &sc, &mn)
             isum = isum + sc * S[j]
@@ -585,7 +576,7 @@ cdef inline float vd_q3_k(const uint8_t *x, const int8_t *q, const uint8_t *y, P
     for b in range(nb):             # signed 6-bit scales (§4.7) @96, d @108
         yb = y + 292 * b
         isum = 0
-        ql_group_sums_vnni(q + 256 * b, <const int8_t *>(yb + 4), 16, 16, 4, S)
+        ql_group_sums(q + 256 * b, <const int8_t *>(yb + 4), 16, 16, 4, S)
         for j in range(16):
             isum = isum + q3_scale(j, x + 110 * b + 96) * S[j]
         acc = acc + (ql_half(x + 110 * b + 108) * ql_f32(yb)) * <float>isum
@@ -601,7 +592,7 @@ cdef inline float vd_q6_k(const uint8_t *x, const int8_t *q, const uint8_t *y, P
     for b in range(nb):             # int8 scales @192, d @208
         yb = y + 292 * b
         isum = 0
-        ql_group_sums_vnni(q + 256 * b, <const int8_t *>(yb + 4), 16, 16, 32, S)
+        ql_group_sums(q + 256 * b, <const int8_t *>(yb + 4), 16, 16, 32, S)
         for j in range(16):
             isum = isum + (<const int8_t *>(x + 210 * b + 192))[j] * S[j]
         acc = acc + (ql_half(x + 210 * b + 208) * ql_f32(yb)) * <float>isum
