@@ -22,6 +22,7 @@ from quantlab.errors import KernelError
 from quantlab.kernels._checks import buffer, threads
 
 OPENMP = bool(_omp.QL_OPENMP)
+DEF RUN = 4096              # F16/BF16 values per scheduling unit
 
 # ggml type id -> (name, elements per block, bytes per block); spec ggml-quants.md §1.
 GGML_TYPES = {
@@ -65,13 +66,13 @@ cdef void _dequantize(int ggml_type, const uint8_t[:, ::1] blocks, float[:, ::1]
     cdef const uint8_t *src = &blocks[0, 0]
     cdef float *dst = &out[0, 0]
     cdef Py_ssize_t c, m
-    if ggml_type == 1 or ggml_type == 30:       # one value per "block": whole runs of 4096
-        for c in prange((n + 4095) // 4096, nogil=True, schedule="static", num_threads=n_threads):
-            m = min(4096, n - c * 4096)
+    if ggml_type == 1 or ggml_type == 30:       # one value per "block": whole runs at a time
+        for c in prange((n + RUN - 1) // RUN, nogil=True, schedule="static", num_threads=n_threads):
+            m = min(RUN, n - c * RUN)
             if ggml_type == 1:
-                ql_row_f16(src + 2 * 4096 * c, dst + 4096 * c, m)
+                ql_row_f16(src + 2 * RUN * c, dst + RUN * c, m)
             else:
-                ql_row_bf16(src + 2 * 4096 * c, dst + 4096 * c, m)
+                ql_row_bf16(src + 2 * RUN * c, dst + RUN * c, m)
         return
     for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
         fn(src + i * ts, dst + i * bs)
